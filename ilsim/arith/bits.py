@@ -1,0 +1,30 @@
+"""Bit length and count-leading-zeros, the normalisation step of every dynamic scale."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ilsim.errors import InputError
+
+
+def bit_length(x: int) -> int:
+    """Number of bits of |x| (0 for 0), as Python's int.bit_length."""
+    return int(x).bit_length()
+
+
+def clz(x: int, width: int) -> int:
+    """Leading zeros of x as an unsigned width-bit word; x must be in [0, 2^width)."""
+    if not 0 <= x < 1 << width:
+        raise InputError(f"clz: {x} is not an unsigned {width}-bit value")
+    return width - int(x).bit_length()
+
+
+def bit_length_array(x) -> np.ndarray:
+    """Element-wise bit length of |x| for an int64 array (|x| < 2^63), without floating point."""
+    a = np.abs(np.asarray(x, dtype=np.int64))
+    out = np.zeros(a.shape, dtype=np.int64)
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = a >= (np.int64(1) << shift)
+        out += np.where(big, shift, 0)
+        a = np.where(big, a >> shift, a)
+    return out + (a > 0)

@@ -1,0 +1,68 @@
+"""Numba scalar versions of the rounding primitives, for use inside compiled kernels.
+
+Same contracts as :mod:`ilsim.arith.rounding` (int64 operands, |x| < 2^62, shifts clamped to 63),
+with the mode passed as an integer code from :data:`MODE_CODE`. Tests hold them equal to the
+Python-int references.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ilsim.arith.rounding import Rounding, as_rounding
+
+FLOOR, TRUNC, HALF_UP, HALF_AWAY, HALF_EVEN = 0, 1, 2, 3, 4
+MODE_CODE = {
+    Rounding.FLOOR: FLOOR,
+    Rounding.TRUNC: TRUNC,
+    Rounding.HALF_UP: HALF_UP,
+    Rounding.HALF_AWAY: HALF_AWAY,
+    Rounding.HALF_EVEN: HALF_EVEN,
+}
+
+
+def mode_code(mode) -> int:
+    """The integer code of a rounding mode, for passing into a jitted kernel."""
+    return MODE_CODE[as_rounding(mode)]
+
+
+@numba.njit(cache=True, inline="always")
+def _apply_mode(q, rem_nonzero, cmp_half, negative, mode):
+    if mode == FLOOR:
+        return q
+    if mode == TRUNC:
+        return q + 1 if (rem_nonzero and negative) else q
+    if cmp_half > 0:
+        return q + 1
+    if cmp_half < 0:
+        return q
+    if mode == HALF_UP:
+        return q + 1
+    if mode == HALF_AWAY:
+        return q if negative else q + 1
+    return q + (q & 1)  # HALF_EVEN
+
+
+@numba.njit(cache=True, inline="always")
+def rshift_round_i64(x, s, mode):
+    """round(x / 2^s) in the coded mode; int64 x with |x| < 2^62, 0 <= s (clamped to 63)."""
+    if s <= 0:
+        return np.int64(x)
+    if s > 63:
+        s = 63
+    q = x >> s
+    rem = x - (q << s)
+    half = np.int64(1) << (s - 1)
+    cmp_half = 1 if rem > half else (0 if rem == half else -1)
+    return _apply_mode(q, rem != 0, cmp_half, x < 0, mode)
+
+
+@numba.njit(cache=True, inline="always")
+def div_round_i64(a, b, mode):
+    """round(a / b) in the coded mode; int64 a with |a| < 2^62, 0 < b < 2^62."""
+    q = a // b
+    rem = a - q * b
+    other = b - rem
+    cmp_half = 1 if rem > other else (0 if rem == other else -1)
+    return _apply_mode(q, rem != 0, cmp_half, a < 0, mode)

@@ -1,0 +1,94 @@
+"""Declared bit widths: the integer range of a width, and the checks that make overflow loud.
+
+Every tensor an operator reads or writes has a declared width (bits, signed or not). Inputs are
+validated against it (:func:`int_input`); intermediates and outputs are checked against theirs
+(:func:`check_width`). A violation raises with the operator, the tensor, the first offending
+index and its value; nothing ever wraps silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ilsim.errors import InputError, WidthError
+
+
+def int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive [lo, hi] of a two's complement (signed) or unsigned integer of ``bits`` bits."""
+    if bits < 1 or (signed and bits < 2):
+        raise InputError(f"invalid width: {bits}-bit {'signed' if signed else 'unsigned'}")
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def describe(bits: int, signed: bool) -> str:
+    lo, hi = int_range(bits, signed)
+    return f"{'int' if signed else 'uint'}{bits} [{lo}, {hi}]"
+
+
+def _first_outside(a: np.ndarray, lo: int, hi: int):
+    bad = np.argwhere((a < lo) | (a > hi))
+    idx = tuple(int(i) for i in bad[0])
+    return idx, int(a[idx])
+
+
+def check_width(a, bits: int, signed: bool, op: str, tensor: str) -> np.ndarray:
+    """Raise WidthError unless every element of ``a`` fits the declared width; returns ``a``."""
+    lo, hi = int_range(bits, signed)
+    arr = np.asarray(a)
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+        idx, val = _first_outside(arr, lo, hi)
+        raise WidthError(f"{op}: {tensor}[{','.join(map(str, idx))}] = {val} overflows its declared "
+                         f"width {describe(bits, signed)}")
+    return a
+
+
+def check_width_int(value: int, bits: int, signed: bool, op: str, tensor: str) -> int:
+    """Scalar (Python int) twin of :func:`check_width`, used by the scalar references."""
+    lo, hi = int_range(bits, signed)
+    if not lo <= value <= hi:
+        raise WidthError(f"{op}: {tensor} = {value} overflows its declared width {describe(bits, signed)}")
+    return value
+
+
+def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = True,
+              ndim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """Validate an operator input and return it as a C-contiguous int64 array.
+
+    Rejects (InputError, naming ``op`` and ``name``): non-integer dtypes (bool and float
+    included), the wrong number of dimensions, empty arrays (unless allowed), and values outside
+    the declared width when ``bits`` is given.
+    """
+    if isinstance(x, (bool, float)) or (isinstance(x, np.ndarray) and x.dtype.kind not in "iu"):
+        dtype = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise InputError(f"{op}: {name} must be an integer array, got dtype {dtype}")
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise InputError(f"{op}: {name} must be an integer array, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= 1 << 63:
+        raise InputError(f"{op}: {name} holds a uint64 value >= 2^63, outside every supported width")
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{op}: {name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if arr.size == 0 and not allow_empty:
+        raise InputError(f"{op}: {name} is empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if bits is not None:
+        lo, hi = int_range(bits, signed)
+        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            idx, val = _first_outside(arr, lo, hi)
+            raise InputError(f"{op}: {name}[{','.join(map(str, idx))}] = {val} is outside its declared "
+                             f"width {describe(bits, signed)}")
+    return arr
+
+
+def require_shape(arr: np.ndarray, shape: tuple, op: str, name: str) -> None:
+    """InputError unless ``arr.shape == shape``."""
+    if tuple(arr.shape) != tuple(shape):
+        raise InputError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+
+
+def require_attr(cond: bool, op: str, message: str) -> None:
+    """InputError with the operator's name unless ``cond`` holds (attribute checks)."""
+    if not cond:
+        raise InputError(f"{op}: {message}")
