@@ -85,13 +85,13 @@ def row_scales(draw, rows_shape, mbits: int = 16, max_shift: int = 40):
 
 
 @st.composite
-def tie_shift_cases(draw, max_bits: int = 61, max_shift: int = 63):
-    """(x, s) where the s shifted-out bits of x are exactly 100...0 (a rounding tie), either sign."""
-    s = draw(st.integers(1, max_shift))
-    high_bits = max(0, max_bits - s)
-    high = draw(st.integers(-(1 << high_bits), (1 << high_bits) - 1)) if high_bits else 0
-    x = (high << s) + (1 << (s - 1))
-    return x, s
+def tie_shift_cases(draw, max_bits: int = 61):
+    """(x, s) with |x| < 2^(max_bits + 1) whose s shifted-out bits are exactly 100...0 (a rounding
+    tie), either sign; s in [1, max_bits]."""
+    s = draw(st.integers(1, max_bits))
+    high_bits = max_bits - s
+    high = draw(st.integers(-(1 << high_bits), (1 << high_bits) - 1))
+    return (high << s) + (1 << (s - 1)), s
 
 
 @st.composite

@@ -1,0 +1,48 @@
+"""The public bit-exactness checker finds a wrong rounding and passes a right implementation."""
+
+import numpy as np
+import pytest
+
+from ilsim.arith.rounding import div_round
+from ilsim.ops.quantize import RowQuant, quantize_rows
+from ilsim.testing import BitExactMismatch, assert_bit_exact, first_mismatch, to_bits
+
+
+def test_a_correct_implementation_passes():
+    assert_bit_exact("quantize_rows", quantize_rows, max_examples=30)
+
+
+def test_a_wrong_tie_rounding_is_caught_with_index_and_bits():
+    def quantize_rows_half_even(x, m_in, k_in, *, bits, symmetric=False, rounding="half_up", **kw):
+        out = quantize_rows(x, m_in, k_in, bits=bits, symmetric=symmetric, rounding=rounding, **kw)
+        if rounding != "half_up" or symmetric:
+            return out
+        # the bug: ties to even instead of half up in the element rounding
+        flat = np.asarray(x, dtype=np.int64).reshape(-1, np.shape(x)[-1])
+        lo = np.minimum(flat.min(axis=1), 0)
+        value_range = np.maximum(np.maximum(flat.max(axis=1), 0) - lo, 1)
+        d = (1 << bits) - 1
+        q = div_round(flat * d, value_range[:, None], "half_even") + out.zp.reshape(-1, 1)
+        q = np.clip(q, 0, d).reshape(out.q.shape).astype(out.q.dtype)
+        q[np.broadcast_to((out.m == 0)[..., None], q.shape)] = 0
+        return RowQuant(q, out.zp, out.m, out.k)
+
+    with pytest.raises(BitExactMismatch) as info:
+        assert_bit_exact("quantize_rows", quantize_rows_half_even, max_examples=300)
+    message = str(info.value)
+    assert "quantize_rows: q[" in message and "expected" in message and "0x" in message
+    assert "inputs: x=" in message
+
+
+def test_first_mismatch_reports_shape_dtype_and_count_problems():
+    exp = RowQuant(np.array([[1, 2]], dtype=np.uint8), np.array([0]), np.array([1]), np.array([0]))
+    assert first_mismatch(exp, exp) is None
+    assert "shape" in first_mismatch(exp, RowQuant(np.array([1, 2]), *exp[1:])).reason
+    assert "integers" in first_mismatch(exp, RowQuant(exp.q.astype(float), *exp[1:])).reason
+    assert "outputs" in first_mismatch(exp, exp.q).reason
+    miss = first_mismatch(exp, RowQuant(np.array([[1, 3]]), *exp[1:]))
+    assert (miss.field, miss.index, miss.expected, miss.actual) == ("q", (0, 1), 2, 3)
+
+
+def test_to_bits_is_twos_complement_at_the_width():
+    assert to_bits(-1, 8) == "0xff" and to_bits(5, 16) == "0x0005" and to_bits(-128, 8) == "0x80"
