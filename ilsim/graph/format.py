@@ -1,0 +1,210 @@
+"""The ilsim graph file: one safetensors file holding the integer tensors, with the graph (JSON)
+and the tokenizer in its metadata. Written atomically; validated completely on load.
+
+Layout (docs/spec/graph.md):
+    metadata["ilsim.format"]    = "ilsim-graph"
+    metadata["ilsim.graph"]     = JSON: version, model, quant, declarations, inputs, outputs, nodes
+    metadata["ilsim.tokenizer"] = the tokenizer.json text (optional)
+    tensors                     = every constant named in the graph's "constants" table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ilsim import SPEC_VERSION, __version__
+from ilsim.errors import InputError
+
+FORMAT_NAME = "ilsim-graph"
+FORMAT_VERSION = 1
+_DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"}
+
+
+class GraphError(InputError):
+    """A graph file or graph object that breaks the format; the message names file, node or tensor."""
+
+
+@dataclass(frozen=True)
+class ConstDecl:
+    """A constant tensor's declaration: storage dtype, shape and the width its values must fit."""
+
+    dtype: str
+    shape: tuple
+    bits: int
+    signed: bool
+
+
+@dataclass
+class Node:
+    """One operator application. ``inputs`` name values, ``params`` name constants."""
+
+    name: str
+    op: str
+    inputs: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)
+
+
+@dataclass
+class ModelInfo:
+    """What the interpreter and the tokenizer side need to know about the model."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    max_positions: int
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    name: str = ""
+
+
+@dataclass
+class Graph:
+    model: ModelInfo
+    nodes: list
+    constants: dict            # name -> np.ndarray
+    decls: dict                # name -> ConstDecl
+    inputs: list = field(default_factory=lambda: ["tokens"])
+    outputs: list = field(default_factory=lambda: ["logits"])
+    quant: dict = field(default_factory=dict)
+    tokenizer_json: str | None = None
+    source: str = "<memory>"
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise GraphError(f"{self.source}: no node named {name!r}")
+
+    def parameter_count(self) -> int:
+        return int(sum(a.size for a in self.constants.values()))
+
+
+def declare(array: np.ndarray, bits: int, signed: bool) -> ConstDecl:
+    """The declaration of a constant stored in ``array`` with values of the given width."""
+    return ConstDecl(dtype=str(array.dtype), shape=tuple(int(s) for s in array.shape), bits=bits, signed=signed)
+
+
+def graph_to_json(graph: Graph) -> str:
+    doc = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "spec_version": SPEC_VERSION,
+        "ilsim_version": __version__,
+        "model": asdict(graph.model),
+        "quant": graph.quant,
+        "inputs": graph.inputs,
+        "outputs": graph.outputs,
+        "constants": {name: {"dtype": d.dtype, "shape": list(d.shape), "bits": d.bits, "signed": d.signed}
+                      for name, d in sorted(graph.decls.items())},
+        "nodes": [asdict(n) for n in graph.nodes],
+    }
+    return json.dumps(doc, indent=1, sort_keys=True)
+
+
+def save_graph(graph: Graph, path) -> Path:
+    """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
+    rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact."""
+    from safetensors.numpy import save_file
+
+    from ilsim.graph.validate import validate_graph
+
+    validate_graph(graph)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"ilsim.format": FORMAT_NAME, "ilsim.graph": graph_to_json(graph)}
+    if graph.tokenizer_json is not None:
+        metadata["ilsim.tokenizer"] = graph.tokenizer_json
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in graph.constants.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise GraphError(message)
+
+
+def _parse_doc(doc: dict, src: str) -> Graph:
+    _require(isinstance(doc, dict), f"{src}: graph JSON must be an object")
+    _require(doc.get("format") == FORMAT_NAME, f"{src}: not an ilsim graph (format {doc.get('format')!r})")
+    version = doc.get("version")
+    _require(version == FORMAT_VERSION,
+             f"{src}: graph format version {version!r} is not supported (this ilsim reads version {FORMAT_VERSION})")
+    for key in ("model", "nodes", "constants", "inputs", "outputs"):
+        _require(key in doc, f"{src}: graph JSON lacks the {key!r} entry")
+    try:
+        model = ModelInfo(**doc["model"])
+    except TypeError as err:
+        raise GraphError(f"{src}: bad 'model' entry: {err}") from None
+    decls = {}
+    for name, d in doc["constants"].items():
+        _require(isinstance(d, dict) and {"dtype", "shape", "bits", "signed"} <= set(d),
+                 f"{src}: constant {name!r} declaration needs dtype, shape, bits, signed")
+        _require(d["dtype"] in _DTYPES, f"{src}: constant {name!r} has unsupported dtype {d['dtype']!r}")
+        decls[name] = ConstDecl(d["dtype"], tuple(d["shape"]), int(d["bits"]), bool(d["signed"]))
+    nodes = []
+    for i, n in enumerate(doc["nodes"]):
+        _require(isinstance(n, dict) and "name" in n and "op" in n, f"{src}: node #{i} needs a name and an op")
+        unknown = set(n) - {"name", "op", "inputs", "params", "attrs", "outputs"}
+        _require(not unknown, f"{src}: node {n['name']!r} has unknown keys {sorted(unknown)}")
+        nodes.append(Node(name=n["name"], op=n["op"], inputs=dict(n.get("inputs", {})),
+                          params=dict(n.get("params", {})), attrs=dict(n.get("attrs", {})),
+                          outputs=list(n.get("outputs", []))))
+    return Graph(model=model, nodes=nodes, constants={}, decls=decls, inputs=list(doc["inputs"]),
+                 outputs=list(doc["outputs"]), quant=dict(doc.get("quant", {})), source=src)
+
+
+def load_graph(path) -> Graph:
+    """Read and fully validate a graph file. Any defect is a GraphError naming the file and the
+    node or tensor; a truncated or corrupt file never reaches the interpreter."""
+    from safetensors import SafetensorError, safe_open
+
+    from ilsim.graph.validate import validate_graph
+
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise GraphError(f"{src}: no such graph file")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            metadata = fh.metadata() or {}
+            _require(metadata.get("ilsim.format") == FORMAT_NAME,
+                     f"{src}: safetensors file without ilsim graph metadata (not an ilsim graph)")
+            try:
+                doc = json.loads(metadata["ilsim.graph"])
+            except (KeyError, json.JSONDecodeError) as err:
+                raise GraphError(f"{src}: graph JSON is missing or corrupt ({err})") from None
+            graph = _parse_doc(doc, src)
+            names = set(fh.keys())
+            missing = sorted(set(graph.decls) - names)
+            extra = sorted(names - set(graph.decls))
+            _require(not missing, f"{src}: constants declared but not stored: {missing[:5]}")
+            _require(not extra, f"{src}: tensors stored but not declared: {extra[:5]}")
+            graph.constants = {name: fh.get_tensor(name) for name in sorted(names)}
+    except SafetensorError as err:
+        raise GraphError(f"{src}: truncated or corrupt graph file ({err})") from None
+    except OSError as err:
+        raise GraphError(f"{src}: cannot read graph file ({err})") from None
+    graph.tokenizer_json = metadata.get("ilsim.tokenizer")
+    validate_graph(graph)
+    return graph

@@ -1,0 +1,202 @@
+"""Graph operators: for each op, its inputs, params, attributes, shape rules and execution.
+
+One class per op (QONNX style): the validator asks the op what it needs, the interpreter asks it
+to run. Execution calls the fast path of ilsim.ops, or its ``*_reference`` twin when the run
+context asks for the reference (``Context.reference``), so a whole model can be cross-checked.
+
+Values flowing along edges are ``RowQuant`` (per-row quantized: q, zp, m, k) except the token ids
+(an int64 array) and the logits (``WideOut``: p, m, k).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ilsim.graph.format import Graph, GraphError, Node
+from ilsim.ops.quantize import RowQuant
+
+REQUIRED = object()
+
+
+def implementation(module: str, name: str, reference: bool):
+    """The fast path ``module.name`` or its scalar reference ``module.name_reference``."""
+    mod = importlib.import_module(module)
+    return getattr(mod, f"{name}_reference" if reference else name)
+
+
+@dataclass
+class Context:
+    """Per-call run state: positions of the tokens, the per-node caches, and the mode."""
+
+    positions: np.ndarray
+    caches: dict = field(default_factory=dict)
+    reference: bool = False
+
+
+class GraphOp:
+    """Base class. Subclasses declare ``inputs``, ``params``, ``optional_params`` and ``attrs``
+    (name -> (type, default or REQUIRED)) and implement ``run``."""
+
+    name = ""
+    inputs: tuple = ()
+    params: tuple = ()
+    optional_params: tuple = ()
+    attrs: dict = {}
+
+    def check_attrs(self, node: Node, where: str) -> None:
+        unknown = set(node.attrs) - set(self.attrs)
+        if unknown:
+            raise GraphError(f"{where}: unknown attributes {sorted(unknown)} for op {self.name}")
+        for key, (kind, default) in self.attrs.items():
+            if key not in node.attrs:
+                if default is REQUIRED:
+                    raise GraphError(f"{where}: op {self.name} needs attribute {key!r}")
+                continue
+            value = node.attrs[key]
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if not ok:
+                raise GraphError(f"{where}: attribute {key!r} must be {kind.__name__}, got {value!r}")
+
+    def attr(self, node: Node, key: str):
+        kind, default = self.attrs[key]
+        return node.attrs.get(key, default)
+
+    def check_shapes(self, node: Node, graph: Graph, where: str) -> None:
+        """Op-specific consistency of param shapes with attributes and the model."""
+
+    def run(self, node: Node, inputs: dict, params: dict, ctx: Context):
+        raise NotImplementedError
+
+
+def _shape(graph: Graph, node: Node, role: str) -> tuple:
+    return tuple(graph.decls[node.params[role]].shape)
+
+
+def _expect(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise GraphError(f"{where}: {message}")
+
+
+class EmbeddingOp(GraphOp):
+    name = "embedding_lookup"
+    inputs = ("ids",)
+    params = ("table", "table_m", "table_k")
+    attrs = {"bits": (int, REQUIRED)}
+
+    def check_shapes(self, node, graph, where):
+        v, d = _shape(graph, node, "table")
+        _expect(_shape(graph, node, "table_m") == (v,) and _shape(graph, node, "table_k") == (v,), where,
+                "table_m and table_k must have one entry per table row")
+        _expect(v == graph.model.vocab_size and d == graph.model.hidden_size, where,
+                f"table shape {(v, d)} does not match the model (vocab {graph.model.vocab_size}, "
+                f"hidden {graph.model.hidden_size})")
+
+    def run(self, node, inputs, params, ctx):
+        fn = implementation("ilsim.ops.embedding", "embedding_lookup", ctx.reference)
+        return fn(inputs["ids"], params["table"], params["table_m"], params["table_k"], bits=self.attr(node, "bits"))
+
+
+class RmsNormOp(GraphOp):
+    name = "di_rmsnorm"
+    inputs = ("x",)
+    params = ("gamma",)
+    attrs = {"gamma_k": (int, REQUIRED), "in_bits": (int, 16), "eps_m": (int, REQUIRED), "eps_k": (int, REQUIRED),
+             "rms_frac_bits": (int, 8), "out_frac_bits": (int, 8), "out_bits": (int, 8),
+             "out_symmetric": (bool, False)}
+
+    def check_shapes(self, node, graph, where):
+        _expect(_shape(graph, node, "gamma") == (graph.model.hidden_size,), where,
+                f"gamma must have shape ({graph.model.hidden_size},)")
+
+    def run(self, node, inputs, params, ctx):
+        x = inputs["x"]
+        fn = implementation("ilsim.ops.norm", "di_rmsnorm", ctx.reference)
+        a = node.attrs
+        return fn(x.q, x.m, x.k, params["gamma"], a["gamma_k"], in_bits=self.attr(node, "in_bits"),
+                  eps_m=a["eps_m"], eps_k=a["eps_k"], rms_frac_bits=self.attr(node, "rms_frac_bits"),
+                  out_frac_bits=self.attr(node, "out_frac_bits"), out_bits=self.attr(node, "out_bits"),
+                  out_symmetric=self.attr(node, "out_symmetric"), zero_rows="zero")
+
+
+class MatMulOp(GraphOp):
+    """A linear layer: activation rows times a per-output-channel quantized weight [N, K].
+    ``wide=True`` returns the unquantized product (the logits)."""
+
+    name = "di_matmul"
+    inputs = ("a",)
+    params = ("b", "b_zp", "b_m")
+    attrs = {"b_shift": (int, REQUIRED), "a_bits": (int, REQUIRED), "b_bits": (int, REQUIRED),
+             "a_signed": (bool, False), "b_signed": (bool, False), "acc_bits": (int, REQUIRED),
+             "out_bits": (int, 8), "out_symmetric": (bool, False), "wide": (bool, False)}
+
+    def check_shapes(self, node, graph, where):
+        n, _ = _shape(graph, node, "b")
+        _expect(_shape(graph, node, "b_zp") == (n,) and _shape(graph, node, "b_m") == (n,), where,
+                "b_zp and b_m must have one entry per output channel")
+        _expect(0 <= node.attrs["b_shift"] <= 63, where, "b_shift must be in [0, 63]")
+
+    def run(self, node, inputs, params, ctx):
+        a = inputs["a"]
+        b = params["b"]
+        b_k = np.full(b.shape[0], node.attrs["b_shift"], dtype=np.int64)
+        kw = dict(a_bits=node.attrs["a_bits"], b_bits=node.attrs["b_bits"], a_signed=self.attr(node, "a_signed"),
+                  b_signed=self.attr(node, "b_signed"), acc_bits=node.attrs["acc_bits"])
+        args = (a.q, a.zp, a.m, a.k, b, params["b_zp"], params["b_m"], b_k)
+        if self.attr(node, "wide"):
+            return implementation("ilsim.ops.matmul", "di_matmul_wide", ctx.reference)(*args, **kw)
+        fn = implementation("ilsim.ops.matmul", "di_matmul", ctx.reference)
+        return fn(*args, out_bits=self.attr(node, "out_bits"), out_symmetric=self.attr(node, "out_symmetric"),
+                  zero_rows="zero", **kw)
+
+
+class SwiGluOp(GraphOp):
+    name = "di_swiglu"
+    inputs = ("gate", "up")
+    optional_params = ("gate_div_m", "gate_div_k")
+    attrs = {"in_bits": (int, 8), "sig_frac_bits": (int, 15), "out_bits": (int, 8), "order": (int, 1)}
+
+    def run(self, node, inputs, params, ctx):
+        g, u = inputs["gate"], inputs["up"]
+        fn = implementation("ilsim.ops.swiglu", "di_swiglu", ctx.reference)
+        return fn(g.q, g.zp, g.m, g.k, u.q, u.zp, u.m, u.k, gate_div_m=params.get("gate_div_m"),
+                  gate_div_k=params.get("gate_div_k"), in_bits=self.attr(node, "in_bits"),
+                  sig_frac_bits=self.attr(node, "sig_frac_bits"), out_bits=self.attr(node, "out_bits"),
+                  order=self.attr(node, "order"), zero_rows="zero")
+
+
+class ResidualOp(GraphOp):
+    name = "residual_add"
+    inputs = ("a", "b")
+    attrs = {"a_bits": (int, 16), "b_bits": (int, 16), "a_signed": (bool, True), "b_signed": (bool, False),
+             "out_bits": (int, 16)}
+
+    def run(self, node, inputs, params, ctx):
+        a, b = inputs["a"], inputs["b"]
+        fn = implementation("ilsim.ops.residual", "residual_add", ctx.reference)
+        return fn(a.q, a.zp, a.m, a.k, b.q, b.zp, b.m, b.k, a_bits=self.attr(node, "a_bits"),
+                  b_bits=self.attr(node, "b_bits"), a_signed=self.attr(node, "a_signed"),
+                  b_signed=self.attr(node, "b_signed"), out_bits=self.attr(node, "out_bits"), zero_rows="zero")
+
+
+GRAPH_OPS: dict[str, GraphOp] = {}
+
+
+def register(op: GraphOp) -> GraphOp:
+    GRAPH_OPS[op.name] = op
+    return op
+
+
+for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp()):
+    register(_op)
+
+
+def slice_rows(x: RowQuant, start: int, stop: int) -> RowQuant:
+    """Columns [start, stop) of a row-quantized value (its per-row zp and scale are unchanged)."""
+    return RowQuant(x.q[:, start:stop], x.zp, x.m, x.k)
+
+
+# The attention op lives in its own module; importing it registers it.
+from ilsim.graph import attention as _attention  # noqa: E402,F401

@@ -1,0 +1,112 @@
+"""The integer interpreter: runs a graph node by node on integer tensors, with a KV cache.
+
+    interp = Interpreter(graph)                 # or Interpreter(graph, reference=True)
+    state = interp.new_state()
+    logits = interp.forward(prompt_ids, state)  # prefill: WideOut [T, vocab]
+    logits = interp.forward([next_id], state)   # decode: one token at a time
+
+No floating point is used anywhere in forward(): every node is an integer operator from
+ilsim.ops. ``trace`` captures chosen node outputs; ``audit`` records, per value, the largest
+magnitude seen against its declared width.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ilsim.errors import InputError
+from ilsim.graph.format import Graph
+from ilsim.graph.ops import GRAPH_OPS, Context
+from ilsim.widths import int_input
+
+
+@dataclass
+class WidthRecord:
+    """Largest and smallest value seen in a value's integer tensor, against its declared width."""
+
+    bits: int
+    signed: bool
+    lo: int = 0
+    hi: int = 0
+
+    def update(self, array: np.ndarray) -> None:
+        if array.size:
+            self.lo = min(self.lo, int(array.min()))
+            self.hi = max(self.hi, int(array.max()))
+
+    def used_bits(self) -> int:
+        """Bits needed for the values seen (sign bit included when signed)."""
+        magnitude = max(abs(self.lo), abs(self.hi))
+        return magnitude.bit_length() + (1 if self.signed else 0)
+
+
+@dataclass
+class State:
+    """Everything that persists between forward calls: the caches and the next position."""
+
+    caches: dict
+    position: int = 0
+    capacity: int = 0
+
+
+@dataclass
+class Interpreter:
+    graph: Graph
+    reference: bool = False
+    trace: tuple = ()                 # glob patterns of node names whose outputs to keep
+    audit: bool = False
+    traced: dict = field(default_factory=dict)
+    widths: dict = field(default_factory=dict)
+
+    def new_state(self, capacity: int | None = None) -> State:
+        capacity = capacity or self.graph.model.max_positions
+        caches = {n.name: GRAPH_OPS[n.op].new_cache(n, capacity) for n in self.graph.nodes if n.op == "attention"}
+        return State(caches=caches, capacity=capacity)
+
+    def forward(self, token_ids, state: State):
+        """Run the graph on new tokens (continuing ``state``); returns the graph's output value."""
+        ids = int_input(np.asarray(token_ids).reshape(-1), "forward", "token_ids")
+        vocab = self.graph.model.vocab_size
+        if int(ids.min()) < 0 or int(ids.max()) >= vocab:
+            bad = int(np.argmax((ids < 0) | (ids >= vocab)))
+            raise InputError(f"token id {int(ids[bad])} at position {bad} is outside the vocabulary [0, {vocab})")
+        t = ids.shape[0]
+        if state.position + t > state.capacity:
+            raise InputError(f"{state.position + t} tokens exceed the context of {state.capacity} positions")
+        ctx = Context(positions=np.arange(state.position, state.position + t, dtype=np.int64),
+                      caches=state.caches, reference=self.reference)
+        values = {self.graph.inputs[0]: ids}
+        for node in self.graph.nodes:
+            op = GRAPH_OPS[node.op]
+            inputs = {role: values[name] for role, name in node.inputs.items()}
+            params = {role: self.graph.constants[name] for role, name in node.params.items()}
+            out = op.run(node, inputs, params, ctx)
+            values[node.outputs[0]] = out
+            if self.trace and any(fnmatch.fnmatchcase(node.name, pat) for pat in self.trace):
+                self.traced.setdefault(node.name, []).append(out)
+            if self.audit:
+                self._audit(node, out)
+        state.position += t
+        return values[self.graph.outputs[0]]
+
+    def _audit(self, node, out) -> None:
+        array = out[0]
+        bits, signed = declared_width(node, array)
+        record = self.widths.setdefault(node.outputs[0], WidthRecord(bits, signed))
+        record.update(np.asarray(array))
+
+
+def declared_width(node, array) -> tuple[int, bool]:
+    """The declared (bits, signed) of a node's output tensor, from its attributes."""
+    a = node.attrs
+    if node.op == "di_matmul" and a.get("wide"):
+        return a["acc_bits"] + 16, True
+    if node.op == "embedding_lookup":
+        return a["bits"], True
+    if node.op == "residual_add":
+        return a.get("out_bits", 16), True
+    signed = bool(a.get("out_symmetric", False))
+    return a.get("out_bits", 8), signed
