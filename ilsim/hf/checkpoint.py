@@ -1,0 +1,274 @@
+"""Hugging Face LLaMA checkpoints: find, read and validate them; float32 weights in HF names.
+
+A checkpoint is a directory with config.json, the weights as one ``model.safetensors`` or as
+shards listed in ``model.safetensors.index.json`` (stored F32, F16 or BF16; all widened exactly
+to float32), and optionally ``tokenizer.json``. ``load_checkpoint`` takes such a directory or a
+Hub id, which huggingface_hub resolves (from its cache alone when HF_HUB_OFFLINE is set).
+
+Validation, each failure a CheckpointError naming the file and tensor: every tensor the config
+implies is present with the shape it implies; no unknown tensor (it would be silently ignored,
+e.g. a bias); every value finite. Tied embeddings (tie_word_embeddings true) have no
+``lm_head.weight``; a file that stores one anyway is accepted only if it equals the embedding.
+Untied ones must have it. Weights keep HF's orientation: a linear layer is [out, in].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ilsim.hf.config import LlamaConfig
+from ilsim.hf.safetensors_file import CheckpointError, read_tensors, write_safetensors
+
+__all__ = ["Checkpoint", "CheckpointError", "LayerWeights", "LlamaConfig", "expected_shapes",
+           "load_checkpoint", "save_checkpoint", "resolve_directory"]
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+TOKENIZER_FILE = "tokenizer.json"
+#: What is fetched from the Hub: config, safetensors weights and tokenizer (never *.bin).
+HUB_PATTERNS = [CONFIG_FILE, "*.safetensors", INDEX_FILE, TOKENIZER_FILE, "tokenizer_config.json",
+                "special_tokens_map.json", "generation_config.json"]
+#: Non-persistent buffers some older exports saved; they carry nothing the config does not.
+IGNORED_TENSOR = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+LAYER_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+LAYER_NORMS = ("input_layernorm", "post_attention_layernorm")
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One decoder layer's float32 weights; linears are [out_features, in_features] as in HF."""
+    index: int
+    q_proj: np.ndarray      # [heads * head_dim, hidden]
+    k_proj: np.ndarray      # [kv_heads * head_dim, hidden]
+    v_proj: np.ndarray      # [kv_heads * head_dim, hidden]
+    o_proj: np.ndarray      # [hidden, heads * head_dim]
+    gate_proj: np.ndarray   # [intermediate, hidden]
+    up_proj: np.ndarray     # [intermediate, hidden]
+    down_proj: np.ndarray   # [hidden, intermediate]
+    input_layernorm: np.ndarray           # [hidden], gain of the norm before attention
+    post_attention_layernorm: np.ndarray  # [hidden], gain of the norm before the MLP
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A validated checkpoint: config, float32 weights under their HF names, and where it lives."""
+    config: LlamaConfig
+    weights: dict[str, np.ndarray]
+    tokenizer_path: Path | None
+    directory: Path
+    source_dtypes: dict[str, str]  # tensor name -> stored safetensors dtype (F32, F16, BF16)
+
+    def layer(self, index: int) -> LayerWeights:
+        """The weights of decoder layer ``index`` (0-based)."""
+        if not 0 <= index < self.config.num_hidden_layers:
+            raise IndexError(f"layer {index} out of range: the model has {self.config.num_hidden_layers}")
+        prefix = f"model.layers.{index}."
+        linears = {name.split(".")[1]: self.weights[f"{prefix}{name}.weight"] for name in LAYER_LINEARS}
+        norms = {name: self.weights[f"{prefix}{name}.weight"] for name in LAYER_NORMS}
+        return LayerWeights(index=index, **linears, **norms)
+
+    @property
+    def embed_tokens(self) -> np.ndarray:
+        """[vocab, hidden] token embedding table."""
+        return self.weights["model.embed_tokens.weight"]
+
+    @property
+    def final_norm(self) -> np.ndarray:
+        """[hidden] gain of the norm after the last layer."""
+        return self.weights["model.norm.weight"]
+
+    @property
+    def lm_head(self) -> np.ndarray:
+        """[vocab, hidden] output projection; the embedding table itself when tied."""
+        if self.config.tie_word_embeddings:
+            return self.embed_tokens
+        return self.weights["lm_head.weight"]
+
+
+def expected_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor name the checkpoint of ``config`` must hold, with its shape."""
+    hidden, inter = config.hidden_size, config.intermediate_size
+    q_width = config.num_attention_heads * config.head_dim
+    kv_width = config.num_key_value_heads * config.head_dim
+    per_layer = {"self_attn.q_proj": (q_width, hidden), "self_attn.k_proj": (kv_width, hidden),
+                 "self_attn.v_proj": (kv_width, hidden), "self_attn.o_proj": (hidden, q_width),
+                 "mlp.gate_proj": (inter, hidden), "mlp.up_proj": (inter, hidden),
+                 "mlp.down_proj": (hidden, inter), "input_layernorm": (hidden,),
+                 "post_attention_layernorm": (hidden,)}
+    shapes = {"model.embed_tokens.weight": (config.vocab_size, hidden)}
+    for i in range(config.num_hidden_layers):
+        shapes.update({f"model.layers.{i}.{name}.weight": shape for name, shape in per_layer.items()})
+    shapes["model.norm.weight"] = (hidden,)
+    if not config.tie_word_embeddings:
+        shapes["lm_head.weight"] = (config.vocab_size, hidden)
+    return shapes
+
+
+def load_checkpoint(source: str | os.PathLike, *, revision: str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> Checkpoint:
+    """Load and validate a checkpoint from a local directory or a Hugging Face Hub id."""
+    directory = resolve_directory(source, revision=revision, cache_dir=cache_dir)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint directory)")
+    config = LlamaConfig.from_file(config_path)
+    weights, dtypes, files = _read_weight_files(directory)
+    _drop_ignored_and_tied_copies(config, weights, files)
+    _check_tensor_names(config, weights, files, directory)
+    _check_shapes_and_values(config, weights, files)
+    tokenizer = directory / TOKENIZER_FILE
+    return Checkpoint(config, weights, tokenizer if tokenizer.is_file() else None, directory,
+                      {name: dtypes[name] for name in weights})
+
+
+def resolve_directory(source: str | os.PathLike, *, revision: str | None = None,
+                      cache_dir: str | os.PathLike | None = None) -> Path:
+    """A local directory as is; otherwise a Hub id, downloaded (or found in the cache) by snapshot."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: is a file; expected a checkpoint directory holding {CONFIG_FILE}")
+    if not _HUB_ID.fullmatch(str(source)):
+        raise CheckpointError(f"{source}: no such directory (and not a Hugging Face Hub id)")
+    return _snapshot_from_hub(str(source), revision, cache_dir)
+
+
+def _snapshot_from_hub(repo_id: str, revision: str | None, cache_dir) -> Path:
+    from huggingface_hub import snapshot_download
+
+    offline = _hub_offline()
+    try:
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, cache_dir=cache_dir,
+                                      allow_patterns=HUB_PATTERNS, local_files_only=offline))
+    except Exception as exc:  # the hub raises many unrelated classes (HTTP, validation, cache misses)
+        where = ("offline (HF_HUB_OFFLINE is set), so only the local Hugging Face cache was searched"
+                 if offline else "online")
+        raise CheckpointError(f"{repo_id}: not a local directory, and resolving it as a Hugging Face Hub "
+                              f"id failed {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return flag or bool(constants.HF_HUB_OFFLINE)
+
+
+def _read_weight_files(directory: Path):
+    """(weights, dtype per tensor, file per tensor) from model.safetensors or the sharded index."""
+    single, index = directory / SINGLE_FILE, directory / INDEX_FILE
+    if single.is_file():
+        shards = {single: None}
+    elif index.is_file():
+        shards = _shards_from_index(index)
+    else:
+        raise CheckpointError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE} (only safetensors "
+                              "checkpoints are supported; convert *.bin with save_pretrained("
+                              "safe_serialization=True))")
+    weights, dtypes, files = {}, {}, {}
+    for path, names in shards.items():
+        tensors, stored = read_tensors(path, names)
+        for name in tensors:
+            if name in weights:
+                raise CheckpointError(f"{path}: tensor {name!r} also appears in {files[name]}")
+            files[name] = path
+        weights.update(tensors)
+        dtypes.update(stored)
+    return weights, dtypes, files
+
+
+def _shards_from_index(index: Path) -> dict[Path, list[str]]:
+    """Shard file -> the tensor names the index assigns to it."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{index}: corrupt shard index ({type(exc).__name__}: {exc})") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: weight_map must be a non-empty object")
+    shards: dict[Path, list[str]] = {}
+    for name, file_name in weight_map.items():
+        shard = index.parent / str(file_name)
+        if Path(str(file_name)).name != file_name or not shard.is_file():
+            raise CheckpointError(f"{index}: shard {file_name!r} (holding tensor {name!r}) does not exist")
+        shards.setdefault(shard, []).append(name)
+    return shards
+
+
+def _drop_ignored_and_tied_copies(config: LlamaConfig, weights: dict, files: dict) -> None:
+    for name in [n for n in weights if IGNORED_TENSOR.fullmatch(n)]:
+        del weights[name]
+    if config.tie_word_embeddings and "lm_head.weight" in weights:
+        embed = weights.get("model.embed_tokens.weight")
+        if embed is None or not np.array_equal(weights["lm_head.weight"], embed):
+            raise CheckpointError(f"{files['lm_head.weight']}: tensor 'lm_head.weight' is present and "
+                                  "differs from model.embed_tokens.weight, but config.json says "
+                                  "tie_word_embeddings=true")
+        del weights["lm_head.weight"]
+
+
+def _check_tensor_names(config: LlamaConfig, weights: dict, files: dict, directory: Path) -> None:
+    expected = expected_shapes(config)
+    missing = [name for name in expected if name not in weights]
+    if missing:
+        hint = (" (config.json says tie_word_embeddings=false, so the checkpoint needs its own lm_head)"
+                if missing == ["lm_head.weight"] else "")
+        raise CheckpointError(f"{directory}: missing tensor(s) {_name_list(missing)}{hint}")
+    unexpected = [name for name in weights if name not in expected]
+    if unexpected:
+        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor(s) {_name_list(unexpected)} "
+                              f"for a LLaMA model with {config.num_hidden_layers} layers "
+                              "(loading would silently ignore them)")
+
+
+def _check_shapes_and_values(config: LlamaConfig, weights: dict, files: dict) -> None:
+    for name, shape in expected_shapes(config).items():
+        tensor = weights[name]
+        if tensor.shape != shape:
+            raise CheckpointError(f"{files[name]}: tensor {name!r} has shape {list(tensor.shape)}, but "
+                                  f"config.json implies {list(shape)}")
+        finite = np.isfinite(tensor)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise CheckpointError(f"{files[name]}: tensor {name!r} has {int((~finite).sum())} non-finite "
+                                  f"value(s) (NaN/Inf), first at {list(first)} = {tensor[first]}")
+
+
+def _name_list(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def save_checkpoint(directory: str | os.PathLike, config: LlamaConfig, weights: dict[str, np.ndarray],
+                    dtype: str = "F32", max_shard_tensors: int | None = None) -> Path:
+    """Write ``config`` and ``weights`` as an HF checkpoint (config.json + safetensors); return the dir.
+
+    ``dtype`` is the stored dtype (F32, F16, BF16; narrowing rounds to nearest even).
+    ``max_shard_tensors`` splits the weights into shards of at most that many tensors, with an index.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
+    names = sorted(weights)
+    if max_shard_tensors is None:
+        write_safetensors(directory / SINGLE_FILE, weights, dtype)
+        return directory
+    groups = [names[i:i + max_shard_tensors] for i in range(0, len(names), max_shard_tensors)]
+    weight_map = {}
+    for number, group in enumerate(groups, start=1):
+        file_name = f"model-{number:05d}-of-{len(groups):05d}.safetensors"
+        write_safetensors(directory / file_name, {n: weights[n] for n in group}, dtype)
+        weight_map.update({n: file_name for n in group})
+    index = {"metadata": {}, "weight_map": weight_map}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return directory
