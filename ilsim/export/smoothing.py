@@ -26,3 +26,71 @@ def smoothing_factors(act_absmax: np.ndarray, weights: list[np.ndarray], alpha: 
     act = np.maximum(act, 1e-8)
     w_absmax = np.maximum(w_absmax, 1e-8)
     return np.clip(act ** alpha / w_absmax ** (1.0 - alpha), lo, hi)
+
+
+#: The FSBR smoothing pairs of a LLaMA layer (DESIGN.md section 1), in the order they are applied.
+FSBR_PAIRS = ("qk", "norm_qkv", "v_o", "norm_gate_up", "gate_up", "up_down")
+
+
+def _balance(a_absmax: np.ndarray, b_absmax: np.ndarray, lo: float = 1e-5, hi: float = 1e5) -> np.ndarray:
+    """s with a * s and b / s having equal maxima per channel: s = sqrt(b / a)."""
+    return np.clip(np.sqrt(np.maximum(b_absmax, 1e-8) / np.maximum(a_absmax, 1e-8)), lo, hi)
+
+
+def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_dim: int,
+                 alpha: float = 0.5, pairs=FSBR_PAIRS) -> np.ndarray:
+    """Apply the closed-form FSBR factors of one layer in place; return the gate divisor [I].
+
+    ``w`` holds float64 arrays: q, k, v, o, gate, up, down ([out, in]) and the norm gains
+    attn_norm, mlp_norm; ``stats`` the calibration maxima of the *unsmoothed* model (see
+    calibrate.py). Each pair leaves the layer's real-valued function unchanged:
+      qk            q channel (h, i) * s_i, k channel (g, i) / s_i; s shared by the RoPE pair
+                    (i, i + d/2) and by the heads of a kv group, s = sqrt(max|k| / max|q|)
+      norm_qkv      attn_norm / s, columns of q, k, v * s   (SmoothQuant, alpha)
+      v_o           v channel (g, i) / s, o columns (h, i) * s for every head h of group g
+      norm_gate_up  mlp_norm / s, columns of gate, up * s
+      gate_up       gate row j * s_j, up row j / s_j, and the sigmoid sees gate / s_j:
+                    x1 s sigmoid(x1 s / s) x2 / s = x1 sigmoid(x1) x2; s = sqrt(max|up| / max|gate|)
+      up_down       up row j / s_j, down column j * s_j  (the SwiGLU output is linear in up)
+    """
+    unknown = set(pairs) - set(FSBR_PAIRS)
+    if unknown:
+        raise InputError(f"unknown smoothing pairs {sorted(unknown)}; known: {', '.join(FSBR_PAIRS)}")
+    group = num_heads // num_kv_heads
+    half = head_dim // 2
+    a = dict(stats)  # maxima, updated as factors move ranges
+    gate_div = np.ones(w["gate"].shape[0])
+    if "qk" in pairs:
+        q_abs = a["q"].reshape(num_kv_heads, group, head_dim).max(axis=1)      # [Hkv, d]
+        k_abs = a["k"].reshape(num_kv_heads, head_dim)
+        s = _balance(q_abs, k_abs)
+        s = np.maximum(s[:, :half], s[:, half:])
+        s = np.concatenate([s, s], axis=1)                                     # RoPE pairs share s
+        w["q"] *= np.repeat(s, group, axis=0).reshape(-1, 1)
+        w["k"] /= s.reshape(-1, 1)
+    if "norm_qkv" in pairs:
+        s = smoothing_factors(a["attn_in"], [w["q"], w["k"], w["v"]], alpha)
+        w["attn_norm"] /= s
+        for name in ("q", "k", "v"):
+            w[name] *= s
+    if "v_o" in pairs:
+        o_abs = a["o_in"].reshape(num_kv_heads, group, head_dim).max(axis=1)  # [Hkv, d]
+        wo_abs = np.abs(w["o"]).max(axis=0).reshape(num_kv_heads, group, head_dim).max(axis=1)
+        s = np.clip(np.maximum(o_abs, 1e-8) ** alpha / np.maximum(wo_abs, 1e-8) ** (1 - alpha), 1e-5, 1e5)
+        w["v"] /= s.reshape(-1, 1)
+        w["o"] *= np.repeat(s[:, None, :], group, axis=1).reshape(1, -1)
+    if "norm_gate_up" in pairs:
+        s = smoothing_factors(a["mlp_in"], [w["gate"], w["up"]], alpha)
+        w["mlp_norm"] /= s
+        w["gate"] *= s
+        w["up"] *= s
+    if "gate_up" in pairs:
+        s = _balance(a["gate"], a["up"])
+        w["gate"] *= s[:, None]
+        w["up"] /= s[:, None]
+        gate_div = 1.0 / s
+    if "up_down" in pairs:
+        s = smoothing_factors(a["down_in"], [w["down"]], alpha)
+        w["up"] /= s[:, None]
+        w["down"] *= s
+    return gate_div

@@ -34,3 +34,36 @@ def row_scale_arrays(m, k, rows_shape: tuple, op: str, name: str, mbits: int):
         raise InputError(f"{op}: {name} scale shapes {np.shape(m)}/{np.shape(k)} do not broadcast "
                          f"to the row shape {rows_shape}") from None
     return np.ascontiguousarray(m_arr), np.ascontiguousarray(k_arr)
+
+
+def row_scale_arrays_any(m, k, rows_shape: tuple, op: str, name: str, mbits: int):
+    """:func:`row_scale_arrays` for any row shape, including () (a 1-D tensor is one row).
+
+    int_input returns a 0-d input as shape (1,), which does not broadcast to (); a single row is
+    therefore validated as (1,) and reshaped back to ().
+    """
+    if tuple(rows_shape) == ():
+        m_arr, k_arr = row_scale_arrays(m, k, (1,), op, name, mbits=mbits)
+        return m_arr.reshape(()), k_arr.reshape(())
+    return row_scale_arrays(m, k, rows_shape, op, name, mbits=mbits)
+
+
+def reshape_rows(out, shape: tuple):
+    """A per-row NamedTuple (q[rows, N], then per-row fields [rows]) reshaped to q.shape == shape
+    and per-row fields of shape[:-1] (quantize_rows is called on 2-D data; see row_scale_arrays_any)."""
+    q, *per_row = out
+    return type(out)(q.reshape(shape), *(f.reshape(shape[:-1]) for f in per_row))
+
+
+def require_nonzero_rows(x2d, op: str, tensor: str) -> None:
+    """ZeroRangeError naming ``op`` and the first all-zero row of ``x2d`` [rows, N], if any.
+
+    Operators with ``zero_rows="error"`` call this before quantize_rows, so that the reference
+    and the fast path report the same first error whatever else is wrong with later rows.
+    """
+    from ilsim.errors import ZeroRangeError
+    zero = ~np.any(np.asarray(x2d) != 0, axis=1)
+    if zero.any():
+        r = int(np.argmax(zero))
+        raise ZeroRangeError(f"{op}: row {r} of {tensor} is all zeros: a zero range has no output scale "
+                             f"(pass zero_rows='zero' to quantize it to zeros)")
