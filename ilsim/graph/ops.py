@@ -105,7 +105,7 @@ class RmsNormOp(GraphOp):
     params = ("gamma",)
     attrs = {"gamma_k": (int, REQUIRED), "in_bits": (int, 16), "eps_m": (int, REQUIRED), "eps_k": (int, REQUIRED),
              "rms_frac_bits": (int, 8), "out_frac_bits": (int, 8), "out_bits": (int, 8),
-             "out_symmetric": (bool, False)}
+             "out_symmetric": (bool, False), "y_bits": (int, 32)}
 
     def check_shapes(self, node, graph, where):
         _expect(_shape(graph, node, "gamma") == (graph.model.hidden_size,), where,
@@ -118,7 +118,8 @@ class RmsNormOp(GraphOp):
         return fn(x.q, x.m, x.k, params["gamma"], a["gamma_k"], in_bits=self.attr(node, "in_bits"),
                   eps_m=a["eps_m"], eps_k=a["eps_k"], rms_frac_bits=self.attr(node, "rms_frac_bits"),
                   out_frac_bits=self.attr(node, "out_frac_bits"), out_bits=self.attr(node, "out_bits"),
-                  out_symmetric=self.attr(node, "out_symmetric"), zero_rows="zero")
+                  out_symmetric=self.attr(node, "out_symmetric"), y_bits=self.attr(node, "y_bits"),
+                  zero_rows="zero")
 
 
 class MatMulOp(GraphOp):

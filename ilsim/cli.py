@@ -1,0 +1,255 @@
+"""The ``ilsim`` command line. Every command takes --json for machine-readable output.
+
+    ilsim ops [--demo]                         the operators, their contracts, a worked demo
+    ilsim export SRC OUT --wbits N --abits N   quantize a checkpoint into an integer graph
+    ilsim inspect GRAPH                        ops, widths, parameter counts, size on disk
+    ilsim generate [MODEL] --prompt TEXT       integer-only greedy generation (--float: float model)
+    ilsim ppl [MODEL] --text FILE              perplexity and next-token top-1 accuracy
+    ilsim audit [MODEL] --prompt TEXT          bit-width audit: values seen against declared widths
+
+MODEL is a graph file, a checkpoint directory, a Hugging Face hub id, or the name of a shipped
+model (default: shakespeare-tiny); a checkpoint is exported at --wbits/--abits and cached.
+Errors in the input are reported in one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from ilsim.errors import IlsimError
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    print(json.dumps(payload, indent=1, sort_keys=True) if args.json else text)
+
+
+def _parse_overrides(items) -> dict:
+    out = {}
+    for item in items or []:
+        cls, _, bits = item.partition("=")
+        if not bits.isdigit():
+            raise IlsimError(f"--override {item!r}: expected CLASS=BITS, e.g. down=8")
+        out[cls] = int(bits)
+    return out
+
+
+def cmd_ops(args) -> int:
+    from ilsim.ops.registry import OPS
+
+    if args.demo:
+        from ilsim.demo import format_demo, run_demos
+
+        results = run_demos()
+        _emit(args, {"demos": [vars(r) | {"max_abs_error": r.max_abs_error()} for r in results]},
+              "\n".join(format_demo(r) for r in results))
+        return 0
+    rows = {name: f"docs/spec/{entry.spec}" for name, entry in OPS.items()}
+    _emit(args, {"ops": rows}, "\n".join(f"{name:18s} {spec}" for name, spec in rows.items()))
+    return 0
+
+
+def _export_options(args):
+    from ilsim.export.build import ExportOptions
+
+    kw = {"wbits": args.wbits, "abits": args.abits, "overrides": _parse_overrides(getattr(args, "override", None))}
+    if getattr(args, "context", None):
+        kw["max_positions"] = args.context
+    return ExportOptions(**kw)
+
+
+def cmd_export(args) -> int:
+    from ilsim.export.run import export_checkpoint
+    from ilsim.graph.format import save_graph
+    from ilsim.model import resolve_checkpoint_source
+
+    start = time.perf_counter()
+    graph = export_checkpoint(resolve_checkpoint_source(args.src), _export_options(args), calib=args.calib,
+                              progress=not args.json)
+    path = save_graph(graph, args.out)
+    seconds = time.perf_counter() - start
+    _emit(args, {"graph": str(path), "seconds": seconds, "bytes": path.stat().st_size},
+          f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) in {seconds:.1f} s")
+    return 0
+
+
+def inspect_summary(graph, path: Path) -> dict:
+    ops = Counter(n.op for n in graph.nodes)
+    widths = Counter(f"{'int' if d.signed else 'uint'}{d.bits}" for d in graph.decls.values())
+    params_by_width = Counter()
+    for name, d in graph.decls.items():
+        params_by_width[f"{'int' if d.signed else 'uint'}{d.bits}"] += int(graph.constants[name].size)
+    return {"file": str(path), "bytes": path.stat().st_size, "model": vars(graph.model), "quant": graph.quant,
+            "nodes": len(graph.nodes), "ops": dict(ops), "constants": len(graph.decls),
+            "parameters": graph.parameter_count(), "parameters_by_width": dict(params_by_width),
+            "constant_widths": dict(widths)}
+
+
+def cmd_inspect(args) -> int:
+    from ilsim.graph.format import load_graph
+
+    graph = load_graph(args.graph)
+    s = inspect_summary(graph, Path(args.graph))
+    lines = [f"{s['file']}: {s['bytes'] / 1e6:.2f} MB, {s['nodes']} nodes, {s['parameters']:,} integer parameters",
+             "model: " + ", ".join(f"{k}={v}" for k, v in s["model"].items()),
+             "ops: " + ", ".join(f"{k} x{v}" for k, v in s["ops"].items()),
+             "parameters by width: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(s["parameters_by_width"].items()))]
+    if args.nodes:
+        for n in graph.nodes:
+            attrs = ", ".join(f"{k}={v}" for k, v in n.attrs.items())
+            lines.append(f"  {n.name:28s} {n.op:16s} {attrs}")
+    _emit(args, s | ({"node_list": [vars(n) for n in graph.nodes]} if args.nodes else {}), "\n".join(lines))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from ilsim.model import load_float_model, load_integer_model
+
+    start = time.perf_counter()
+    if args.float:
+        model, tok = load_float_model(args.model)
+        ids = tok.encode(args.prompt)
+        _check_prompt(ids, args.max_new_tokens, model.config.max_position_embeddings)
+        new = model.generate(ids, args.max_new_tokens, temperature=0.0)
+        new = [int(t) for t in new]
+        decode = tok.decode
+        mode = "float"
+    else:
+        lm = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, reference=args.reference,
+                                progress=not args.json)
+        ids = lm.encode(args.prompt)
+        _check_prompt(ids, args.max_new_tokens, lm.context)
+        new = lm.generate(ids, args.max_new_tokens)
+        decode = lm.decode
+        mode = f"integer W{args.wbits}A{args.abits}" if not Path(str(args.model)).is_file() else "integer graph"
+    seconds = time.perf_counter() - start
+    text = decode(new)
+    _emit(args, {"prompt": args.prompt, "prompt_ids": [int(i) for i in ids], "new_ids": new, "text": text,
+                 "mode": mode, "seconds": seconds},
+          f"[{mode}] {args.prompt}{text}")
+    return 0
+
+
+def _check_prompt(ids, max_new_tokens: int, context: int) -> None:
+    if len(ids) == 0:
+        raise IlsimError("the prompt is empty after tokenization")
+    if len(ids) + max_new_tokens > context:
+        raise IlsimError(f"the prompt has {len(ids)} tokens; with --max-new-tokens {max_new_tokens} it exceeds "
+                         f"the model's context of {context} positions")
+
+
+def cmd_ppl(args) -> int:
+    from ilsim.export.run import read_text_file
+    from ilsim.float_model import perplexity
+    from ilsim.model import load_float_model, load_integer_model
+
+    text = read_text_file(args.text)
+    if args.float:
+        model, tok = load_float_model(args.model)
+        context = args.context or min(256, model.config.max_position_embeddings)
+    else:
+        model = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, progress=not args.json)
+        tok = model.tokenizer
+        context = args.context or min(256, model.context)
+    ids = tok.encode(text)
+    if args.max_tokens:
+        ids = ids[:args.max_tokens]
+    start = time.perf_counter()
+    result = perplexity(model, ids, context)
+    seconds = time.perf_counter() - start
+    mode = "float" if args.float else f"integer W{args.wbits}A{args.abits}"
+    _emit(args, vars(result) | {"mode": mode, "context": context, "seconds": seconds, "text": args.text},
+          f"[{mode}] perplexity {result.perplexity:.3f}, top-1 accuracy {100 * result.top1_accuracy:.2f}% "
+          f"over {result.predicted_tokens} predictions ({result.windows} windows of {context}), {seconds:.1f} s")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from ilsim.model import load_integer_model
+
+    lm = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, progress=not args.json)
+    lm.interpreter.audit = True
+    lm.generate(lm.encode(args.prompt), args.max_new_tokens, stop_at_eos=False)
+    rows = {name: {"declared_bits": r.bits, "signed": r.signed, "min": r.lo, "max": r.hi,
+                   "used_bits": r.used_bits()} for name, r in lm.interpreter.widths.items()}
+    over = [n for n, r in rows.items() if r["used_bits"] > r["declared_bits"]]
+    lines = [f"{name:34s} {r['min']:>14d} {r['max']:>14d}  {r['used_bits']:>2d}/{r['declared_bits']:<2d} bits"
+             for name, r in rows.items()]
+    lines.append("all values inside their declared widths" if not over else f"OVER WIDTH: {over}")
+    _emit(args, {"values": rows, "over_width": over}, "\n".join(lines))
+    return 1 if over else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ilsim", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="store_true", help="print the ilsim and spec versions")
+    sub = parser.add_subparsers(dest="command")
+
+    def add(name, fn, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(fn=fn)
+        return p
+
+    def add_widths(p):
+        p.add_argument("--wbits", type=int, default=8, help="weight bits for a checkpoint (2..8, default 8)")
+        p.add_argument("--abits", type=int, default=8, help="activation bits for a checkpoint (2..8, default 8)")
+
+    p = add("ops", cmd_ops, "list the operators; --demo runs each on a sample")
+    p.add_argument("--demo", action="store_true")
+    p = add("export", cmd_export, "export a checkpoint to an integer graph")
+    p.add_argument("src", help="checkpoint directory, hub id or shipped model name")
+    p.add_argument("out", help="graph file to write")
+    add_widths(p)
+    p.add_argument("--calib", help="calibration text file (default: the shipped held-out split)")
+    p.add_argument("--override", action="append", metavar="CLASS=BITS",
+                   help="weight bits for one class: q, k, v, o, gate, up, down, lm_head")
+    p.add_argument("--context", type=int, help="maximum positions of the graph (default: the model's)")
+    p = add("inspect", cmd_inspect, "describe a graph file")
+    p.add_argument("graph")
+    p.add_argument("--nodes", action="store_true", help="list every node with its attributes")
+    p = add("generate", cmd_generate, "generate text (greedy)")
+    p.add_argument("model", nargs="?", default=None)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--float", action="store_true", help="run the float reference model instead")
+    p.add_argument("--reference", action="store_true", help="run every node on the scalar reference (slow)")
+    add_widths(p)
+    p = add("ppl", cmd_ppl, "perplexity and top-1 accuracy on a text file")
+    p.add_argument("model", nargs="?", default=None)
+    p.add_argument("--text", required=True)
+    p.add_argument("--context", type=int, help="window length (default: min(256, the model's context))")
+    p.add_argument("--max-tokens", type=int, help="use only the first N tokens of the text")
+    p.add_argument("--float", action="store_true")
+    add_widths(p)
+    p = add("audit", cmd_audit, "bit-width audit of a short run")
+    p.add_argument("model", nargs="?", default=None)
+    p.add_argument("--prompt", default="To be, or not to be")
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    add_widths(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ilsim import SPEC_VERSION, __version__
+        print(f"ilsim {__version__} (operator spec {SPEC_VERSION})")
+        return 0
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.fn(args)
+    except IlsimError as err:
+        print(f"ilsim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

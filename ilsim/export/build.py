@@ -1,0 +1,232 @@
+"""Export: float checkpoint -> calibrated, FSBR-smoothed, quantized integer graph.
+
+    graph = export_model(checkpoint, calib_ids, ExportOptions(wbits=4, abits=8))
+
+Steps (offline, floats allowed): calibrate the float model, apply the closed-form FSBR smoothing
+factors (folded into weights and norm gains), fold 1/sqrt(head_dim) into W_q, quantize every
+linear per output channel (asymmetric, clipping search, one shared dyadic shift), quantize the
+norm gains, the embedding table and the gate divisors to dyadic integers, make the RoPE tables,
+derive every accumulator width from its exact worst case, and emit the nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
+from ilsim.errors import InputError
+from ilsim.export.calibrate import calibrate
+from ilsim.export.smoothing import FSBR_PAIRS, smooth_layer
+from ilsim.export.weights import quantize_weight
+from ilsim.graph.format import Graph, ModelInfo, Node, declare
+from ilsim.ops.embedding import quantize_embedding_table
+from ilsim.ops.rope import rope_tables
+
+MBITS = DEFAULT_MBITS
+
+
+@dataclass
+class ExportOptions:
+    """Bit widths and export choices. ``overrides`` maps a tensor class to its weight bits:
+    q, k, v, o, gate, up, down, lm_head (e.g. {"down": 8})."""
+
+    wbits: int = 8
+    abits: int = 8
+    overrides: dict = field(default_factory=dict)
+    lm_head_bits: int = 8
+    embed_bits: int = 8
+    residual_bits: int = 16
+    score_bits: int = 16
+    p_bits: int = 8
+    p_frac_bits: int = 8
+    rope_frac_bits: int = 14
+    clip: int = 15
+    exp_order: int = 1
+    sig_frac_bits: int = 15
+    rms_frac_bits: int = 8
+    norm_out_frac_bits: int = 8
+    smooth_alpha: float = 0.5
+    smooth_pairs: tuple = FSBR_PAIRS
+    calib_context: int = 256
+    calib_windows: int = 16
+    max_positions: int | None = None
+
+    def weight_bits(self, cls: str) -> int:
+        if cls == "lm_head":
+            return self.overrides.get("lm_head", self.lm_head_bits)
+        return self.overrides.get(cls, self.wbits)
+
+    def validate(self) -> None:
+        for name in ("wbits", "abits", "lm_head_bits", "embed_bits"):
+            if not 2 <= getattr(self, name) <= 8:
+                raise InputError(f"export: {name} must be in [2, 8], got {getattr(self, name)}")
+        for cls, bits in self.overrides.items():
+            if cls not in ("q", "k", "v", "o", "gate", "up", "down", "lm_head"):
+                raise InputError(f"export: unknown weight class {cls!r} in overrides")
+            if not 2 <= bits <= 8:
+                raise InputError(f"export: override {cls}={bits} must be in [2, 8]")
+
+
+class _Progress:
+    """A one-line progress bar on stderr (silent when disabled)."""
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.label, self.total, self.enabled = label, total, enabled
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        total = total or self.total
+        bar = "#" * int(30 * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        print(f"\r{self.label} [{bar:<30}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def signed_bits_for(magnitude: int) -> int:
+    """Bits of a signed integer that holds every value in [-magnitude, magnitude]."""
+    return max(2, int(magnitude).bit_length() + 1)
+
+
+def quantize_gain(gain: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+    """A float gain vector as signed (MBITS + 1)-bit integers with one shared shift k:
+    gamma_j = round(g_j * 2^k), k the largest in [0, 55] with every |gamma_j| < 2^MBITS."""
+    g = np.asarray(gain, dtype=np.float64)
+    if not np.all(np.isfinite(g)):
+        raise InputError(f"export: norm gain {name} holds NaN or Inf")
+    top = Fraction(float(np.abs(g).max())) if g.size else Fraction(0)
+    k = 55
+    while k > 0 and math.floor(top * (1 << k) + Fraction(1, 2)) >= 1 << MBITS:
+        k -= 1
+    q = np.array([math.floor(Fraction(float(v)) * (1 << k) + Fraction(1, 2)) for v in g], dtype=np.int64)
+    if np.abs(q).max(initial=0) >= 1 << MBITS:
+        raise InputError(f"export: norm gain {name} has |g| = {float(top)} >= 2^{MBITS}")
+    return q.astype(np.int32), k
+
+
+class _GraphBuilder:
+    """Collects constants (with declarations) and nodes."""
+
+    def __init__(self):
+        self.constants, self.decls, self.nodes = {}, {}, []
+
+    def const(self, name: str, array: np.ndarray, bits: int, signed: bool) -> str:
+        self.constants[name] = np.ascontiguousarray(array)
+        self.decls[name] = declare(self.constants[name], bits, signed)
+        return name
+
+    def node(self, name, op, inputs, outputs, params=None, attrs=None) -> str:
+        self.nodes.append(Node(name=name, op=op, inputs=inputs, params=params or {}, attrs=attrs or {},
+                               outputs=[outputs]))
+        return outputs
+
+    def linear(self, name: str, a: str, w: np.ndarray, wbits: int, abits: int, out_bits: int,
+               out_symmetric: bool = False, wide: bool = False) -> str:
+        qw = quantize_weight(w, wbits, name=name)
+        b = self.const(f"{name}.b", qw.q, wbits, False)
+        b_zp = self.const(f"{name}.b_zp", qw.zp.astype(np.uint8), wbits, False)
+        b_m = self.const(f"{name}.b_m", qw.m.astype(np.uint16), MBITS, False)
+        max_b = int(np.abs(qw.q.astype(np.int64) - qw.zp[:, None]).max())
+        acc = w.shape[1] * ((1 << abits) - 1) * max(max_b, 1)
+        attrs = {"b_shift": qw.shift, "a_bits": abits, "b_bits": wbits, "acc_bits": signed_bits_for(acc)}
+        if wide:
+            attrs["wide"] = True
+        else:
+            attrs.update(out_bits=out_bits, out_symmetric=out_symmetric)
+        return self.node(name, "di_matmul", {"a": a}, f"{name}.out", {"b": b, "b_zp": b_zp, "b_m": b_m}, attrs)
+
+    def rmsnorm(self, name: str, x: str, gain: np.ndarray, eps_d, opts: ExportOptions, out_bits: int) -> str:
+        gamma, gamma_k = quantize_gain(gain, name)
+        g = self.const(f"{name}.gamma", gamma, MBITS + 1, True)
+        d = gain.shape[0]
+        y_bits = math.isqrt(d).bit_length() + 1 + MBITS + 1 + opts.norm_out_frac_bits + 1
+        attrs = {"gamma_k": gamma_k, "in_bits": opts.residual_bits, "eps_m": eps_d.m, "eps_k": eps_d.k,
+                 "rms_frac_bits": opts.rms_frac_bits, "out_frac_bits": opts.norm_out_frac_bits,
+                 "out_bits": out_bits, "y_bits": min(y_bits, 62 - out_bits)}
+        return self.node(name, "di_rmsnorm", {"x": x}, f"{name}.out", {"gamma": g}, attrs)
+
+
+def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None = None,
+                 tokenizer_json: str | None = None, progress: bool = False, name: str = "") -> Graph:
+    """Build the integer graph of ``checkpoint`` at the widths in ``opts``."""
+    from ilsim.float_model import FloatLlama
+
+    opts = opts or ExportOptions()
+    opts.validate()
+    cfg = checkpoint.config
+    model = FloatLlama(checkpoint, dtype=np.float32)
+    stats = calibrate(model, calib_ids, opts.calib_context, opts.calib_windows,
+                      progress=_Progress("calibrate", 0, progress))
+    eps_d = dyadic_from_scale(cfg.rms_norm_eps, 32)
+    h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    max_positions = opts.max_positions or cfg.max_position_embeddings
+    a, res = opts.abits, opts.residual_bits
+    gb = _GraphBuilder()
+
+    table = quantize_embedding_table(checkpoint.embed_tokens, bits=opts.embed_bits)
+    emb = gb.node("embed", "embedding_lookup", {"ids": "tokens"}, "h.embed",
+                  {"table": gb.const("embed.table", table.q, opts.embed_bits, True),
+                   "table_m": gb.const("embed.table_m", table.m.astype(np.uint16), MBITS, False),
+                   "table_k": gb.const("embed.table_k", table.k.astype(np.uint8), 6, False)},
+                  {"bits": opts.embed_bits})
+    rope = rope_tables(max_positions, d, cfg.rope_theta, opts.rope_frac_bits)
+    cos = gb.const("rope.cos", rope.cos.astype(np.int32), opts.rope_frac_bits + 2, True)
+    sin = gb.const("rope.sin", rope.sin.astype(np.int32), opts.rope_frac_bits + 2, True)
+
+    score_acc = signed_bits_for(d * ((1 << a) - 1) ** 2)
+    av_acc = signed_bits_for(max_positions * ((1 << opts.p_bits) - 1) * ((1 << MBITS) - 1)
+                             * ((1 << (a - 1)) - 1))
+    stream = emb
+    bar = _Progress("export", cfg.num_hidden_layers, progress)
+    for i in range(cfg.num_hidden_layers):
+        lw = checkpoint.layer(i)
+        w = {"q": lw.q_proj, "k": lw.k_proj, "v": lw.v_proj, "o": lw.o_proj, "gate": lw.gate_proj,
+             "up": lw.up_proj, "down": lw.down_proj, "attn_norm": lw.input_layernorm,
+             "mlp_norm": lw.post_attention_layernorm}
+        w = {key: np.array(val, dtype=np.float64) for key, val in w.items()}
+        gate_div = smooth_layer(w, stats[i].absmax, h, hkv, d, opts.smooth_alpha, opts.smooth_pairs)
+        w["q"] /= math.sqrt(d)
+        p = f"layers.{i}"
+        x = gb.rmsnorm(f"{p}.attn_norm", stream, w["attn_norm"], eps_d, opts, a)
+        q = gb.linear(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a)
+        k = gb.linear(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a)
+        v = gb.linear(f"{p}.v_proj", x, w["v"], opts.weight_bits("v"), a, a, out_symmetric=True)
+        attn = gb.node(f"{p}.attention", "attention", {"q": q, "k": k, "v": v}, f"{p}.attention.out",
+                       {"cos": cos, "sin": sin},
+                       {"num_heads": h, "num_kv_heads": hkv, "head_dim": d, "in_bits": a, "v_bits": a,
+                        "qk_bits": a, "rope_frac_bits": opts.rope_frac_bits, "score_acc_bits": score_acc,
+                        "score_bits": opts.score_bits, "clip_num": opts.clip, "clip_den": 1,
+                        "p_bits": opts.p_bits, "p_frac_bits": opts.p_frac_bits, "av_acc_bits": av_acc,
+                        "out_bits": a, "exp_order": opts.exp_order})
+        o = gb.linear(f"{p}.o_proj", attn, w["o"], opts.weight_bits("o"), a, res)
+        stream = gb.node(f"{p}.attn_residual", "residual_add", {"a": stream, "b": o}, f"h.{i}.attn",
+                         attrs={"a_bits": res, "b_bits": res, "out_bits": res})
+        x = gb.rmsnorm(f"{p}.mlp_norm", stream, w["mlp_norm"], eps_d, opts, a)
+        gate = gb.linear(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a)
+        up = gb.linear(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a)
+        div = [dyadic_from_scale(float(s)) for s in gate_div]
+        act = gb.node(f"{p}.swiglu", "di_swiglu", {"gate": gate, "up": up}, f"{p}.swiglu.out",
+                      {"gate_div_m": gb.const(f"{p}.swiglu.gate_div_m",
+                                              np.array([v.m for v in div], dtype=np.uint16), MBITS, False),
+                       "gate_div_k": gb.const(f"{p}.swiglu.gate_div_k",
+                                              np.array([v.k for v in div], dtype=np.uint8), 6, False)},
+                      {"in_bits": a, "sig_frac_bits": opts.sig_frac_bits, "out_bits": a, "order": opts.exp_order})
+        down = gb.linear(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res)
+        stream = gb.node(f"{p}.mlp_residual", "residual_add", {"a": stream, "b": down}, f"h.{i}.mlp",
+                         attrs={"a_bits": res, "b_bits": res, "out_bits": res})
+        bar(i + 1)
+    x = gb.rmsnorm("final_norm", stream, checkpoint.final_norm, eps_d, opts, a)
+    gb.linear("lm_head", x, checkpoint.lm_head.astype(np.float64), opts.weight_bits("lm_head"), a, 0, wide=True)
+    gb.nodes[-1].outputs = ["logits"]
+
+    info = ModelInfo(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+                     num_heads=h, num_kv_heads=hkv, head_dim=d, max_positions=max_positions,
+                     bos_token_id=cfg.bos_token_id, eos_token_id=(cfg.eos_token_ids[0] if cfg.eos_token_ids else None),
+                     name=name)
+    quant = {key: (list(val) if isinstance(val, tuple) else val) for key, val in asdict(opts).items()}
+    return Graph(model=info, nodes=gb.nodes, constants=gb.constants, decls=gb.decls, quant=quant,
+                 tokenizer_json=tokenizer_json, source=name or "<export>")
