@@ -46,3 +46,35 @@ def test_first_mismatch_reports_shape_dtype_and_count_problems():
 
 def test_to_bits_is_twos_complement_at_the_width():
     assert to_bits(-1, 8) == "0xff" and to_bits(5, 16) == "0x0005" and to_bits(-128, 8) == "0x80"
+
+
+def my_di_exp(x, m, k, *, in_bits=16, out_bits=32, order=1):
+    """The README's example: DI-Exp (paper Algorithm 1) written from docs/spec/exp.md."""
+    x = np.asarray(x, dtype=np.int64)
+    m, k = np.asarray(m, dtype=object), np.asarray(k, dtype=object)
+    m_f = m + (m >> 1) - (m >> 4)                      # m * 1.4375 ~ m * log2(e)
+    t_abs = ((1 << k) + m_f // 2) // m_f               # round(2^k / m_f), ties up
+    t_abs = np.broadcast_to(t_abs, np.broadcast_shapes(m.shape, k.shape)).astype(np.int64)
+    t = -np.broadcast_to(t_abs, x.shape)
+    q = x // t                                          # floor division: q >= 0
+    r = x - q * t                                       # r in (t, 0]
+    y = ((r >> 1) - t) >> np.minimum(q, 63)
+    return y, t_abs
+
+
+def test_readme_example_user_di_exp_passes():
+    assert_bit_exact("di_exp", my_di_exp, order=1, max_examples=100)
+
+
+def test_readme_example_floor_instead_of_round_is_caught():
+    def floor_t(x, m, k, **kw):
+        m_obj, k_obj = np.asarray(m, dtype=object), np.asarray(k, dtype=object)
+        m_f = m_obj + (m_obj >> 1) - (m_obj >> 4)
+        t_abs = np.broadcast_to((1 << k_obj) // m_f, np.broadcast_shapes(m_obj.shape, k_obj.shape))
+        x = np.asarray(x, dtype=np.int64)
+        t = -np.broadcast_to(t_abs.astype(np.int64), x.shape)
+        q = x // t
+        return ((x - q * t) >> 1) - t >> np.minimum(q, 63), t_abs.astype(np.int64)
+
+    with pytest.raises(BitExactMismatch, match="di_exp: "):
+        assert_bit_exact("di_exp", floor_t, order=1, max_examples=100)

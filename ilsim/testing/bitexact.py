@@ -116,17 +116,19 @@ def check_case(op: str, implementation: Callable, case: dict) -> Mismatch | None
 
 
 def assert_bit_exact(op: str, implementation: Callable, *, max_examples: int = 200,
-                     derandomize: bool = True, cases=None) -> None:
+                     derandomize: bool = True, cases=None, **case_options) -> None:
     """Check ``implementation`` against ilsim's ``op`` on generated cases; raise on the first miss.
 
     ``implementation`` takes the same keyword arguments as the ilsim operator (see its contract in
     docs/spec/) and returns the same outputs (a NamedTuple, tuple or array; any integer dtype).
-    ``cases`` overrides the operator's default hypothesis strategy of keyword-argument dicts.
+    ``cases`` overrides the operator's default hypothesis strategy of keyword-argument dicts;
+    ``case_options`` are passed to the default one (e.g. ``order=1`` for di_exp, to check an
+    implementation of only that variant).
     Deterministic by default (``derandomize=True``): the same cases on every run.
     """
     from hypothesis import HealthCheck, given, settings
 
-    strategy = cases if cases is not None else get_op(op).cases()
+    strategy = cases if cases is not None else get_op(op).cases(**case_options)
 
     @settings(max_examples=max_examples, derandomize=derandomize, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=False)
