@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.arith.dyadic import MAX_SHIFT
-from ilsim.errors import InputError
+from ilsim.errors import InputError, ZeroRangeError
 from ilsim.widths import int_input
 
 
@@ -61,7 +61,6 @@ def require_nonzero_rows(x2d, op: str, tensor: str) -> None:
     Operators with ``zero_rows="error"`` call this before quantize_rows, so that the reference
     and the fast path report the same first error whatever else is wrong with later rows.
     """
-    from ilsim.errors import ZeroRangeError
     zero = ~np.any(np.asarray(x2d) != 0, axis=1)
     if zero.any():
         r = int(np.argmax(zero))
