@@ -138,3 +138,12 @@ def test_extreme_rows_hit_both_ends_of_the_range(bits):
     lo, hi = -(1 << 47), (1 << 47) - 1
     out = quantize_rows(np.array([[lo, hi]]), 1, 40, bits=bits)
     assert out.q.tolist() == [[0, (1 << bits) - 1]]
+
+
+def test_zero_row_is_reported_before_a_scale_error_in_both_paths():
+    # row 0 needs a scale >= 2^16 (WidthError), row 1 is all zeros (ZeroRangeError): both paths
+    # check every row's range first, so both raise the ZeroRangeError.
+    x = np.array([[1 << 40, 1], [0, 0]])
+    for impl in (quantize_rows, quantize_rows_reference):
+        with pytest.raises(ZeroRangeError, match="row 1"):
+            impl(x, (1 << 16) - 1, 0, bits=8)

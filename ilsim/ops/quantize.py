@@ -110,17 +110,19 @@ def quantize_rows_reference(x, m_in, k_in, *, bits: int, symmetric: bool = False
     levels = output_levels(bits, symmetric)
     rows = x.reshape(-1, x.shape[-1]).tolist()
     m_rows, k_rows = m_in.reshape(-1).tolist(), k_in.reshape(-1).tolist()
+    # every row's range first, so a zero row is reported before any scale error (as the fast path)
+    ranges = []
+    for r, row in enumerate(rows):
+        lo = 0 if symmetric else min(0, min(row))
+        value_range = max(abs(v) for v in row) if symmetric else max(0, max(row)) - lo
+        if value_range == 0 and zero_rows == "error":
+            raise ZeroRangeError(f"{OP}: row {r} of {tensor} is all zeros: a zero range has no scale "
+                                 f"(pass zero_rows='zero' to quantize it to zeros)")
+        ranges.append((lo, value_range))
     q_out, zp_out, m_out, k_out = [], [], [], []
     for r, row in enumerate(rows):
-        if symmetric:
-            lo, value_range = 0, max(abs(v) for v in row)
-        else:
-            lo, hi = min(0, min(row)), max(0, max(row))
-            value_range = hi - lo
+        lo, value_range = ranges[r]
         if value_range == 0:
-            if zero_rows == "error":
-                raise ZeroRangeError(f"{OP}: row {r} of {tensor} is all zeros: a zero range has no scale "
-                                     f"(pass zero_rows='zero' to quantize it to zeros)")
             q_out.append([0] * len(row)), zp_out.append(0), m_out.append(0), k_out.append(0)
             continue
         zp = 0 if symmetric else div_round_reference(-lo * levels, value_range)
