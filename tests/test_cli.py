@@ -1,0 +1,148 @@
+"""The command line end to end on a tiny checkpoint with a character tokenizer: export, inspect,
+generate (integer and float), ppl, audit, ops; and each bad input reported in one clear line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ilsim.cli import main
+from ilsim.hf import LlamaConfig, random_llama_weights, save_checkpoint
+
+CHARS = [chr(c) for c in range(32, 95)]  # space .. '^': upper-case text and punctuation
+CONFIG = LlamaConfig(vocab_size=len(CHARS) + 1, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=96,
+                     tie_word_embeddings=True, bos_token_id=None, eos_token_ids=())
+TEXT = ("TO BE, OR NOT TO BE, THAT IS THE QUESTION: WHETHER 'TIS NOBLER IN THE MIND TO SUFFER "
+        "THE SLINGS AND ARROWS OF OUTRAGEOUS FORTUNE, OR TO TAKE ARMS AGAINST A SEA OF TROUBLES. ") * 4
+
+
+def char_tokenizer_json() -> str:
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {"<unk>": 0, **{c: i + 1 for i, c in enumerate(CHARS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return tok.to_str()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    ckpt = root / "tiny-llama"
+    save_checkpoint(ckpt, CONFIG, random_llama_weights(CONFIG, seed=3))
+    (ckpt / "tokenizer.json").write_text(char_tokenizer_json())
+    (root / "calib.txt").write_text(TEXT)
+    (root / "empty.txt").write_text("  \n")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ILSIM_CACHE", str(tmp_path / "cache"))
+
+
+def run_json(capsys, *argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def fails(capsys, *argv) -> str:
+    assert main(list(argv)) == 2
+    return capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def graph_path(workspace):
+    out = workspace / "w8a8.ilsim"
+    assert main(["export", str(workspace / "tiny-llama"), str(out), "--wbits", "8", "--abits", "8",
+                 "--calib", str(workspace / "calib.txt"), "--json"]) == 0
+    return out
+
+
+def test_export_then_inspect(graph_path, capsys):
+    info = run_json(capsys, "inspect", str(graph_path), "--nodes")
+    assert info["model"]["num_layers"] == 2 and info["ops"]["attention"] == 2
+    assert info["parameters"] > 0 and info["bytes"] == graph_path.stat().st_size
+    assert info["parameters_by_width"]["uint8"] > 0
+    assert len(info["node_list"]) == info["nodes"]
+
+
+def test_generate_from_a_graph_is_deterministic(graph_path, capsys):
+    a = run_json(capsys, "generate", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "6")
+    b = run_json(capsys, "generate", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "6")
+    assert a["new_ids"] == b["new_ids"] and len(a["new_ids"]) == 6 and a["mode"] == "integer graph"
+
+
+def test_generate_reference_mode_gives_the_same_tokens(graph_path, capsys):
+    fast = run_json(capsys, "generate", str(graph_path), "--prompt", "TO", "--max-new-tokens", "3")
+    ref = run_json(capsys, "generate", str(graph_path), "--prompt", "TO", "--max-new-tokens", "3", "--reference")
+    assert fast["new_ids"] == ref["new_ids"]
+
+
+def test_generate_from_a_checkpoint_exports_and_caches(workspace, capsys, tmp_path):
+    src = str(workspace / "tiny-llama")
+    out = run_json(capsys, "generate", src, "--prompt", "TO BE", "--max-new-tokens", "4", "--wbits", "4")
+    assert out["mode"] == "integer W4A8" and len(out["new_ids"]) == 4
+    assert len(list((tmp_path / "cache").glob("*.ilsim"))) == 1
+    run_json(capsys, "generate", src, "--prompt", "TO BE", "--max-new-tokens", "4", "--wbits", "4")
+    assert len(list((tmp_path / "cache").glob("*.ilsim"))) == 1
+    flt = run_json(capsys, "generate", src, "--prompt", "TO BE", "--max-new-tokens", "4", "--float")
+    assert flt["mode"] == "float" and len(flt["new_ids"]) == 4
+
+
+def test_ppl_integer_and_float(workspace, graph_path, capsys):
+    text = str(workspace / "calib.txt")
+    it = run_json(capsys, "ppl", str(graph_path), "--text", text, "--context", "64")
+    fl = run_json(capsys, "ppl", str(workspace / "tiny-llama"), "--text", text, "--context", "64", "--float")
+    assert it["windows"] == fl["windows"] > 0
+    assert it["perplexity"] > 0 and 0 <= it["top1_accuracy"] <= 1
+    # random weights give an absurd perplexity for both; the integer model must track the float one
+    assert abs(np.log(it["perplexity"]) - np.log(fl["perplexity"])) < 0.1
+
+
+def test_audit_reports_every_value_inside_its_width(graph_path, capsys):
+    out = run_json(capsys, "audit", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "2")
+    assert out["over_width"] == [] and len(out["values"]) > 10
+
+
+def test_ops_list_and_demo(capsys):
+    listing = run_json(capsys, "ops")
+    assert "di_matmul" in listing["ops"] and listing["ops"]["di_exp"] == "docs/spec/exp.md"
+    demo = run_json(capsys, "ops", "--demo")
+    assert {d["op"] for d in demo["demos"]} >= {"di_matmul", "di_exp", "di_softmax", "di_rmsnorm"}
+    for d in demo["demos"]:
+        assert d["max_abs_error"] < 0.1, d["op"]
+
+
+def test_bad_inputs_are_one_line_errors(workspace, graph_path, capsys, tmp_path):
+    assert "unknown model 'no-such-model'" in fails(capsys, "generate", "no-such-model", "--prompt", "x")
+    assert "the file is empty" in fails(capsys, "ppl", str(graph_path), "--text", str(workspace / "empty.txt"))
+    assert "no such file" in fails(capsys, "ppl", str(graph_path), "--text", str(tmp_path / "absent.txt"))
+    long_prompt = "A" * 95
+    assert "exceeds the model's context of 96" in fails(capsys, "generate", str(graph_path), "--prompt",
+                                                       long_prompt, "--max-new-tokens", "5")
+    bad = tmp_path / "bad.ilsim"
+    bad.write_bytes(graph_path.read_bytes()[:1000])
+    assert "truncated or corrupt" in fails(capsys, "inspect", str(bad))
+    assert "override" in fails(capsys, "export", str(workspace / "tiny-llama"), str(tmp_path / "x.ilsim"),
+                               "--override", "down:8")
+
+
+def test_unknown_architecture_and_nan_weights_are_named(workspace, tmp_path, capsys):
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    cfg = json.loads((workspace / "tiny-llama" / "config.json").read_text())
+    (gpt / "config.json").write_text(json.dumps(cfg | {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    err = fails(capsys, "export", str(gpt), str(tmp_path / "g.ilsim"))
+    assert "config.json" in err and "gpt2" in err.lower()
+
+    nan_dir = tmp_path / "nan"
+    weights = random_llama_weights(CONFIG, seed=3)
+    weights["model.layers.1.mlp.up_proj.weight"][2, 3] = np.nan
+    save_checkpoint(nan_dir, CONFIG, weights)
+    (nan_dir / "tokenizer.json").write_text(char_tokenizer_json())
+    err = fails(capsys, "export", str(nan_dir), str(tmp_path / "n.ilsim"), "--calib", str(workspace / "calib.txt"))
+    assert "model.layers.1.mlp.up_proj.weight" in err and "NaN" in err
+    assert not (tmp_path / "n.ilsim").exists()
