@@ -48,6 +48,7 @@ class ExportOptions:
     clip: int = 15
     exp_order: int = 1
     sig_frac_bits: int = 15
+    sig_shift: int | None = None       # default: 15 - abits, the most di_swiglu's 16-bit inputs allow
     rms_frac_bits: int = 8
     norm_out_frac_bits: int = 8
     smooth_alpha: float = 0.5
@@ -214,7 +215,8 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
                                               np.array([v.m for v in div], dtype=np.uint16), MBITS, False),
                        "gate_div_k": gb.const(f"{p}.swiglu.gate_div_k",
                                               np.array([v.k for v in div], dtype=np.uint8), 6, False)},
-                      {"in_bits": a, "sig_frac_bits": opts.sig_frac_bits, "out_bits": a, "order": opts.exp_order})
+                      {"in_bits": a, "sig_frac_bits": opts.sig_frac_bits, "out_bits": a, "order": opts.exp_order,
+                       "sig_shift": opts.sig_shift if opts.sig_shift is not None else max(0, 15 - a)})
         down = gb.linear(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res)
         stream = gb.node(f"{p}.mlp_residual", "residual_add", {"a": stream, "b": down}, f"h.{i}.mlp",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})

@@ -154,16 +154,38 @@ class MatMulOp(GraphOp):
 
 
 class SwiGluOp(GraphOp):
+    """DI-SwiGLU of the gate and up projections.
+
+    ``sig_shift`` P (graph-level precision choice): both operands are handed to di_swiglu as the
+    exact signed differences (x - zp) * 2^P with the scale shift k + P. Every real value is the
+    same, but DI-Exp's |t| = round(2^(k+P) / m_f) is 2^P times larger, so the sigmoid resolves
+    2^P times finer (at 8-bit activations |t| is otherwise ~20, at 2-bit below 1). A row whose
+    multiplier is 0 (an all-zero row) is given scale 1/1: its values are all 0 whatever the scale.
+    """
+
     name = "di_swiglu"
     inputs = ("gate", "up")
     optional_params = ("gate_div_m", "gate_div_k")
-    attrs = {"in_bits": (int, 8), "sig_frac_bits": (int, 15), "out_bits": (int, 8), "order": (int, 1)}
+    attrs = {"in_bits": (int, 8), "sig_frac_bits": (int, 15), "out_bits": (int, 8), "order": (int, 1),
+             "sig_shift": (int, 0)}
+
+    def check_attrs(self, node, where):
+        super().check_attrs(node, where)
+        _expect(0 <= self.attr(node, "sig_shift") <= 24, where, "sig_shift must be in [0, 24]")
+
+    @staticmethod
+    def _operand(x: RowQuant, shift: int):
+        v = (x.q.astype(np.int64) - x.zp[..., None]) << shift
+        zero = x.m == 0
+        return v, np.zeros_like(x.zp), np.where(zero, 1, x.m), np.where(zero, 0, x.k + shift)
 
     def run(self, node, inputs, params, ctx):
-        g, u = inputs["gate"], inputs["up"]
+        shift = self.attr(node, "sig_shift")
+        g = self._operand(inputs["gate"], shift)
+        u = self._operand(inputs["up"], shift)
         fn = implementation("ilsim.ops.swiglu", "di_swiglu", ctx.reference)
-        return fn(g.q, g.zp, g.m, g.k, u.q, u.zp, u.m, u.k, gate_div_m=params.get("gate_div_m"),
-                  gate_div_k=params.get("gate_div_k"), in_bits=self.attr(node, "in_bits"),
+        return fn(*g, *u, gate_div_m=params.get("gate_div_m"), gate_div_k=params.get("gate_div_k"),
+                  in_bits=self.attr(node, "in_bits") + 1 + shift, in_signed=True,
                   sig_frac_bits=self.attr(node, "sig_frac_bits"), out_bits=self.attr(node, "out_bits"),
                   order=self.attr(node, "order"), zero_rows="zero")
 
