@@ -30,20 +30,24 @@ def sweep_matmul(rng):
     return deq(out), deq(a) @ deq(w).T
 
 
-def sweep_exp(rng):
-    scale = float(rng.uniform(0.002, 0.1))
+def _exp_sweep(rng, order: int, lo: float, hi: float):
+    scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     d = dyadic_from_scale(scale)
-    x = -rng.integers(0, int(12 / scale), size=64)
-    out = exp.di_exp(x, d.m, d.k, order=1)
+    x = -rng.integers(0, int(12 / scale) + 1, size=64)
+    out = exp.di_exp(x, d.m, d.k, order=order, in_bits=24)
     return out.y / out.t_abs, np.exp(x * d.m / 2.0 ** d.k)
 
 
-def sweep_exp2(rng):
-    scale = float(rng.uniform(0.002, 0.1))
-    d = dyadic_from_scale(scale)
-    x = -rng.integers(0, int(12 / scale), size=64)
-    out = exp.di_exp(x, d.m, d.k, order=2)
-    return out.y / out.t_abs, np.exp(x * d.m / 2.0 ** d.k)
+def sweep_exp_fine(rng):       # |t| ~ 45 .. 2900: the softmax and sigmoid regime in the model
+    return _exp_sweep(rng, 1, 1 / 4096, 1 / 64)
+
+
+def sweep_exp2_fine(rng):
+    return _exp_sweep(rng, 2, 1 / 4096, 1 / 64)
+
+
+def sweep_exp_coarse(rng):     # |t| ~ 6 .. 45: an 8-bit input fed straight to DI-Exp
+    return _exp_sweep(rng, 1, 1 / 64, 1 / 8)
 
 
 def sweep_softmax(rng):
@@ -99,8 +103,9 @@ def sweep_rope(rng):
 
 SWEEPS = {
     "di_matmul (W8A8, out uint8)": sweep_matmul,
-    "di_exp order 1 (paper), y/|t| vs e^x": sweep_exp,
-    "di_exp order 2, y/|t| vs e^x": sweep_exp2,
+    "di_exp order 1 (paper), scale 2^-12..2^-6": sweep_exp_fine,
+    "di_exp order 2, scale 2^-12..2^-6": sweep_exp2_fine,
+    "di_exp order 1 (paper), coarse scale 2^-6..2^-3": sweep_exp_coarse,
     "di_softmax (int16 in, uint8 out)": sweep_softmax,
     "di_swiglu (uint8 in/out)": sweep_swiglu,
     "di_rmsnorm (int16 in, uint8 out)": sweep_rmsnorm,

@@ -1,0 +1,399 @@
+"""DI-SiLU and DI-SwiGLU: integer sigmoid-gated activations (paper Algorithm 3), requantized per row.
+
+Contract (docs/spec/swiglu.md). Inputs are per-row quantized tensors (DI-MatMul outputs):
+x[..., N] of ``in_bits`` (unsigned unless ``in_signed``) with per-row zero point zp_r (same width)
+and scale s_r = m_r / 2^k_r (m uint30 >= 1, k in [0, 63]); rows are x.shape[:-1].
+    x'    = x - zp_r                                       signed in_bits + 1, |x'| <= 2^in_bits - 1
+Sigmoid of x' at scale s (M = max(x', 0) PER ELEMENT, not the paper's row max):
+    |t|   = DI-Exp's constant of s                         uint32 (order 2: < 2^26)
+    e1    = DI-Exp(x' - M),  e2 = DI-Exp(-M)               uint32, in [0, |t|]; one of them is |t|
+    sigma = div_round(e1 * 2^F, e1 + e2, rounding)         uint F + 1, in [0, 2^F]; F = sig_frac_bits
+SiLU:    w = x' * sigma                                    signed in_bits + F + 1, scale s_r * 2^-F
+SwiGLU:  w = g' * sigma(g' at s_sig[r, j]) * u'           signed 2 * in_bits + F + 1,
+                                                          scale s_g,r * s_u,r * 2^-F
+    s_sig = s_g,r without ``gate_div``; with the per-channel FSBR factor gate_div_j = dm_j / 2^dk_j,
+    s_sig[r, j] = m_g,r * dm_j / 2^(k_g,r + dk_j) renormalised to a 16-bit m with ONE half-up
+    rounding (:func:`sigmoid_scale_reference`).
+Output: ilsim.ops.quantize.quantize_rows(w) to ``out_bits`` (asymmetric unless ``out_symmetric``,
+data rounding ``rounding``, ``zero_rows`` policy), with the row's output scale computed from the
+exact wide scale above by one half-up rounding (ilsim.ops.quantize.row_output_scale, mbits 16).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from ilsim.arith.bits import bit_length_array
+from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
+from ilsim.arith.jit import div_round_i64, mode_code
+from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_reference, rshift_round,
+                                  rshift_round_reference)
+from ilsim.errors import InputError, WidthError
+from ilsim.ops.exp import (exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
+                           exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
+                           scale_input, shaped_input, shift_input)
+from ilsim.ops.quantize import (ZERO_ROW_POLICIES, RowQuant, output_levels, quantize_rows,
+                                quantize_rows_reference, row_output_scale)
+from ilsim.widths import check_width, require_attr, require_shape
+
+OP_SILU = "di_silu"
+OP_SWIGLU = "di_swiglu"
+#: The two exponentials of the sigmoid are uint32: |t| <= 2^32 - 1, so e1 * 2^F < 2^62 for F <= 30.
+SIGMOID_EXP_BITS = 32
+#: Width of the renormalised sigmoid-input multiplier when gate_div is folded in.
+SIGMOID_SCALE_MBITS = 16
+#: Output scale multiplier width (as DI-MatMul's outputs).
+OUT_MBITS = DEFAULT_MBITS
+#: quantize_rows gets this fixed in-range scale: its q and zp do not depend on the scale, and
+#: the row's real output scale is computed here, exactly, from the wide scale (one rounding).
+_NEUTRAL_M, _NEUTRAL_K = 1 << (OUT_MBITS - 1), MAX_SHIFT
+
+
+# ---------------------------------------------------------------- sigmoid
+
+def sigmoid_reference(v: int, t_abs: int, frac_bits: int, order: int, mode=DEFAULT_ROUNDING) -> int:
+    """sigma = round(e1 * 2^F / (e1 + e2)) in [0, 2^F]: e1 = exp(v - M), e2 = exp(-M), M = max(v, 0),
+    both by DI-Exp with the scale's |t|; e1 + e2 >= |t| >= 1 (the larger exp is exactly |t|)."""
+    big = max(v, 0)
+    e1 = exp_from_t_reference(v - big, t_abs, order)
+    e2 = exp_from_t_reference(-big, t_abs, order)
+    return div_round_reference(e1 << frac_bits, e1 + e2, mode)
+
+
+@numba.njit(cache=True, inline="always")
+def sigmoid_i64(v, t_abs, frac_bits, order, mode):
+    """Jitted twin of :func:`sigmoid_reference` (mode as an ilsim.arith.jit code)."""
+    big = max(v, 0)
+    e1 = exp_from_t_i64(v - big, t_abs, order)
+    e2 = exp_from_t_i64(-big, t_abs, order)
+    return div_round_i64(e1 << frac_bits, e1 + e2, mode)
+
+
+def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str, where: str) -> tuple[int, int]:
+    """(m, k) ~= m_g * div_m / 2^(k_g + div_k) with m < 2^16, k in [0, 63]: ONE half-up rounding.
+
+    P = m_g * div_m (exact), K = k_g + div_k; s = max(0, bits(P) - 16, K - 63);
+    m = round_half_up(P / 2^s), k = K - s; a rounding carry m = 2^16 becomes 2^15 with k - 1
+    (exact). k < 0 (scale >= 2^15) is an InputError, m = 0 (scale < 2^-64) a WidthError.
+    """
+    product, shift_total = m_g * div_m, k_g + div_k
+    s = max(0, product.bit_length() - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
+    m = rshift_round_reference(product, s)
+    if m == 1 << SIGMOID_SCALE_MBITS:
+        m, s = m >> 1, s + 1
+    k = shift_total - s
+    if k < 0:
+        raise InputError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} is >= 2^15, "
+                         f"too large for DI-Exp")
+    if m == 0:
+        raise WidthError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} rounds to 0 "
+                         f"with a shift <= {MAX_SHIFT}")
+    return m, k
+
+
+def sigmoid_scales(m_g: np.ndarray, k_g: np.ndarray, div_m: np.ndarray, div_k: np.ndarray, op: str):
+    """Vectorised :func:`sigmoid_scale_reference` for rows x channels (m_g, k_g: [R]; div: [N])."""
+    product = m_g[:, None] * div_m[None, :]          # < 2^60
+    shift_total = k_g[:, None] + div_k[None, :]      # <= 126
+    s = np.maximum(np.maximum(bit_length_array(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT), 0)
+    m = rshift_round(product, s)
+    carry = m == 1 << SIGMOID_SCALE_MBITS
+    m = np.where(carry, m >> 1, m)
+    k = shift_total - s - carry
+    bad = (k < 0) | (m == 0)
+    if bad.any():
+        r, j = first_index(bad)
+        sigmoid_scale_reference(int(m_g[r]), int(k_g[r]), int(div_m[j]), int(div_k[j]), op, f"[{r},{j}]")
+        raise AssertionError("unreachable: the reference must raise")  # pragma: no cover
+    return m, k
+
+
+# ---------------------------------------------------------------- validation
+
+def _attrs(op, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding,
+           operands: int) -> int:
+    """Check the attributes; returns the declared width of w (signed)."""
+    require_int_attr(in_bits, 2, 16, op, "in_bits")
+    require_int_attr(sig_frac_bits, 1, 30, op, "sig_frac_bits")
+    require_int_attr(out_bits, 2, 16, op, "out_bits")
+    require_attr(isinstance(in_signed, (bool, np.bool_)), op, f"in_signed must be a bool, got {in_signed!r}")
+    require_attr(isinstance(out_symmetric, (bool, np.bool_)), op,
+                 f"out_symmetric must be a bool, got {out_symmetric!r}")
+    require_order(order, op)
+    require_attr(zero_rows in ZERO_ROW_POLICIES, op,
+                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
+    try:
+        as_rounding(rounding)
+    except InputError as err:
+        raise InputError(f"{op}: {err}") from None
+    w_bits = operands * in_bits + sig_frac_bits + 1
+    require_attr(w_bits + out_bits <= 62, op, f"the product w is int{w_bits}; requantizing it to {out_bits} bits "
+                                              f"needs w_bits + out_bits <= 62 (lower sig_frac_bits)")
+    return w_bits
+
+
+class _Operand(NamedTuple):
+    """A validated per-row quantized input: values [..., N]; zp, m, k of the row shape."""
+
+    values: np.ndarray
+    zp: np.ndarray
+    m: np.ndarray
+    k: np.ndarray
+
+
+def _operand(op, name, v, zp, m, k, in_bits, in_signed, shape=None) -> _Operand:
+    """One quantized operand: values, per-row zero point, per-row scale (all validated)."""
+    v = shaped_input(v, op, name, bits=in_bits, signed=in_signed)
+    require_attr(v.ndim >= 1, op, f"{name} must have at least one dimension, got a scalar")
+    if shape is not None:
+        require_shape(v, shape, op, name)
+    rows_shape = v.shape[:-1]
+    zp = shaped_input(zp, op, f"{name}_zp", bits=in_bits, signed=in_signed)
+    m, k = scale_input(m, op, f"{name}_m"), shift_input(k, op, f"{name}_k")
+    out = []
+    for arr, label in ((zp, "zp"), (m, "m"), (k, "k")):
+        try:
+            out.append(np.ascontiguousarray(np.broadcast_to(arr, rows_shape)))
+        except ValueError:
+            raise InputError(f"{op}: {name}_{label} of shape {arr.shape} must be a scalar or have the row "
+                             f"shape {rows_shape}") from None
+    return _Operand(v, *out)
+
+
+def _gate_div(op, gate_div_m, gate_div_k, n_cols):
+    """The optional per-channel FSBR factor (both or neither), broadcast to [N]."""
+    if gate_div_m is None and gate_div_k is None:
+        return None
+    require_attr(gate_div_m is not None and gate_div_k is not None, op,
+                 "gate_div_m and gate_div_k must be given together")
+    m, k = scale_input(gate_div_m, op, "gate_div_m"), shift_input(gate_div_k, op, "gate_div_k")
+    try:
+        return (np.ascontiguousarray(np.broadcast_to(m, (n_cols,))),
+                np.ascontiguousarray(np.broadcast_to(k, (n_cols,))))
+    except ValueError:
+        raise InputError(f"{op}: gate_div_m {m.shape} / gate_div_k {k.shape} must be scalars or have the "
+                         f"channel shape ({n_cols},)") from None
+
+
+# ---------------------------------------------------------------- the requantization step
+
+def _value_range(w_row: list, symmetric: bool) -> int:
+    """R of quantize_rows: max |w| (symmetric) or max(0, max w) - min(0, min w)."""
+    if symmetric:
+        return max(abs(v) for v in w_row)
+    return max(0, max(w_row)) - min(0, min(w_row))
+
+
+def _requantize(op, w, w_bits, wide_m, wide_k, out_bits, out_symmetric, rounding, zero_rows, reference):
+    """quantize_rows(w) for q and zp; the output scale from the exact wide scale (wide_m / 2^wide_k,
+    Python ints per row, possibly wider than quantize_rows accepts), one half-up rounding."""
+    check_width(w, w_bits, True, op, "w")
+    quantize = quantize_rows_reference if reference else quantize_rows
+    w_rows = w.reshape(-1, w.shape[-1])  # 2-D: quantize_rows wants one scale entry per row
+    neutral_m = np.full(w_rows.shape[0], _NEUTRAL_M, dtype=np.int64)
+    neutral_k = np.full(w_rows.shape[0], _NEUTRAL_K, dtype=np.int64)
+    rq = quantize(w_rows, neutral_m, neutral_k, bits=out_bits, symmetric=out_symmetric, in_bits=w_bits,
+                  rounding=rounding, zero_rows=zero_rows, tensor=f"{op} product w")
+    if reference:
+        ranges = [_value_range(row, out_symmetric) for row in w_rows.tolist()]
+    elif out_symmetric:
+        ranges = np.abs(w_rows).max(axis=1).tolist()
+    else:
+        ranges = (np.maximum(w_rows.max(axis=1), 0) - np.minimum(w_rows.min(axis=1), 0)).tolist()
+    levels = output_levels(out_bits, out_symmetric)
+    scales = [row_output_scale(m_r, k_r, ranges[r], levels, OUT_MBITS, op, str(r))
+              for r, (m_r, k_r) in enumerate(zip(wide_m, wide_k))]
+    rows_shape = w.shape[:-1]
+    m_out = np.array([s[0] for s in scales], dtype=np.int64).reshape(rows_shape)
+    k_out = np.array([s[1] for s in scales], dtype=np.int64).reshape(rows_shape)
+    return RowQuant(rq.q.reshape(w.shape), rq.zp.reshape(rows_shape), m_out, k_out)
+
+
+# ---------------------------------------------------------------- sigmoid-input constants
+
+def _sigmoid_t_abs_reference(op, m, k, gate_div, order):
+    """|t| of the sigmoid input scale, as nested lists: per row ([R][1]) or per row and channel ([R][N])."""
+    m_rows, k_rows = m.reshape(-1).tolist(), k.reshape(-1).tolist()
+    if gate_div is None:
+        return [[exp_t_abs_checked_reference(m_r, k_r, SIGMOID_EXP_BITS, order, op, f"sigmoid t_abs[{r},0]")]
+                for r, (m_r, k_r) in enumerate(zip(m_rows, k_rows))]
+    div_m, div_k = gate_div[0].tolist(), gate_div[1].tolist()
+    scales = [[sigmoid_scale_reference(m_r, k_r, dm, dk, op, f"[{r},{j}]")
+               for j, (dm, dk) in enumerate(zip(div_m, div_k))]
+              for r, (m_r, k_r) in enumerate(zip(m_rows, k_rows))]
+    return [[exp_t_abs_checked_reference(ms, ks, SIGMOID_EXP_BITS, order, op, f"sigmoid t_abs[{r},{j}]")
+             for j, (ms, ks) in enumerate(row)] for r, row in enumerate(scales)]
+
+
+def _sigmoid_t_abs(op, m, k, gate_div, order) -> np.ndarray:
+    """Fast twin of :func:`_sigmoid_t_abs_reference`: an int64 array [R, 1] or [R, N]."""
+    m_rows, k_rows = m.reshape(-1), k.reshape(-1)
+    if gate_div is None:
+        m2, k2 = m_rows[:, None], k_rows[:, None]
+    else:
+        m2, k2 = sigmoid_scales(m_rows, k_rows, gate_div[0], gate_div[1], op)
+    return exp_t_abs_checked(m2, k2, SIGMOID_EXP_BITS, order, op, "sigmoid t_abs")
+
+
+# ---------------------------------------------------------------- DI-SiLU
+
+def _silu_inputs(x, zp, m, k, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
+                 rounding):
+    w_bits = _attrs(OP_SILU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
+                    rounding, operands=1)
+    return (w_bits, *_operand(OP_SILU, "x", x, zp, m, k, in_bits, in_signed))
+
+
+def di_silu_reference(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15,
+                      out_bits: int = 8, out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
+                      rounding=DEFAULT_ROUNDING) -> RowQuant:
+    """Scalar reference of the SiLU contract: w = x' * sigma(x'), then quantize_rows_reference."""
+    w_bits, x, zp, m, k = _silu_inputs(x, zp, m, k, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric,
+                                       order, zero_rows, rounding)
+    t_abs = _sigmoid_t_abs_reference(OP_SILU, m, k, None, order)
+    zp_rows = zp.reshape(-1).tolist()
+    w = []
+    for r, row in enumerate(x.reshape(-1, x.shape[-1]).tolist()):
+        for v in row:
+            x_prime = v - zp_rows[r]
+            w.append(x_prime * sigmoid_reference(x_prime, t_abs[r][0], sig_frac_bits, order, rounding))
+    w = np.array(w, dtype=np.int64).reshape(x.shape)
+    wide_k = [k_r + sig_frac_bits for k_r in k.reshape(-1).tolist()]
+    return _requantize(OP_SILU, w, w_bits, m.reshape(-1).tolist(), wide_k, out_bits, out_symmetric, rounding,
+                       zero_rows, reference=True)
+
+
+@numba.njit(cache=True, parallel=True)
+def _silu_kernel(x, zp, t_abs, frac_bits, order, mode, w):
+    rows, n_cols = x.shape
+    per_channel = t_abs.shape[1] > 1
+    for r in numba.prange(rows):
+        for j in range(n_cols):
+            x_prime = x[r, j] - zp[r]
+            t = t_abs[r, j] if per_channel else t_abs[r, 0]
+            w[r, j] = x_prime * sigmoid_i64(x_prime, t, frac_bits, order, mode)
+
+
+def di_silu(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15,
+            out_bits: int = 8, out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
+            rounding=DEFAULT_ROUNDING) -> RowQuant:
+    """Fast path of the SiLU contract: a parallel Numba element loop, then quantize_rows."""
+    w_bits, x, zp, m, k = _silu_inputs(x, zp, m, k, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric,
+                                       order, zero_rows, rounding)
+    t_abs = _sigmoid_t_abs(OP_SILU, m, k, None, order)
+    x2 = x.reshape(-1, x.shape[-1])
+    w = np.empty(x2.shape, dtype=np.int64)
+    _silu_kernel(x2, zp.reshape(-1), t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    wide_k = (k.reshape(-1) + sig_frac_bits).tolist()
+    return _requantize(OP_SILU, w.reshape(x.shape), w_bits, m.reshape(-1).tolist(), wide_k, out_bits,
+                       out_symmetric, rounding, zero_rows, reference=False)
+
+
+def _sigmoid_float(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def _row_scale_float(m, k):
+    scale = np.asarray(m, dtype=np.float64) / np.exp2(np.asarray(k, dtype=np.float64))
+    return scale[..., None] if scale.ndim else scale
+
+
+def _dequant_float(v, zp, m, k):
+    zp = np.asarray(zp, dtype=np.float64)
+    return (np.asarray(v, dtype=np.float64) - (zp[..., None] if zp.ndim else zp)) * _row_scale_float(m, k)
+
+
+def di_silu_float(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15,
+                  out_bits: int = 8, out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
+                  rounding=DEFAULT_ROUNDING) -> np.ndarray:
+    """The float meaning (tests only): silu(v) = v * sigmoid(v), v = (x - zp) * m / 2^k per row."""
+    v = _dequant_float(x, zp, m, k)
+    return v * _sigmoid_float(v)
+
+
+# ---------------------------------------------------------------- DI-SwiGLU
+
+def _swiglu_inputs(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, gate_div_m, gate_div_k, in_bits,
+                   in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding):
+    w_bits = _attrs(OP_SWIGLU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
+                    rounding, operands=2)
+    g = _operand(OP_SWIGLU, "gate", gate, gate_zp, gate_m, gate_k, in_bits, in_signed)
+    u = _operand(OP_SWIGLU, "up", up, up_zp, up_m, up_k, in_bits, in_signed, shape=g.values.shape)
+    return w_bits, g, u, _gate_div(OP_SWIGLU, gate_div_m, gate_div_k, g.values.shape[-1])
+
+
+def _swiglu_wide_scale(g, u, sig_frac_bits):
+    """Per-row wide output scale s_g * s_u * 2^-F as Python ints (m_g * m_u, k_g + k_u + F)."""
+    wide_m = [a * b for a, b in zip(g.m.reshape(-1).tolist(), u.m.reshape(-1).tolist())]
+    wide_k = [a + b + sig_frac_bits for a, b in zip(g.k.reshape(-1).tolist(), u.k.reshape(-1).tolist())]
+    return wide_m, wide_k
+
+
+def di_swiglu_reference(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gate_div_m=None,
+                        gate_div_k=None, in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15,
+                        out_bits: int = 8, out_symmetric: bool = False, order: int = 1,
+                        zero_rows: str = "error", rounding=DEFAULT_ROUNDING) -> RowQuant:
+    """Scalar reference of the SwiGLU contract: w = g' * sigma(g') * u', then quantize_rows_reference."""
+    w_bits, g, u, gate_div = _swiglu_inputs(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, gate_div_m,
+                                            gate_div_k, in_bits, in_signed, sig_frac_bits, out_bits,
+                                            out_symmetric, order, zero_rows, rounding)
+    t_abs = _sigmoid_t_abs_reference(OP_SWIGLU, g.m, g.k, gate_div, order)
+    n_cols = g.values.shape[-1]
+    g_zp, u_zp = g.zp.reshape(-1).tolist(), u.zp.reshape(-1).tolist()
+    g_rows, u_rows = g.values.reshape(-1, n_cols).tolist(), u.values.reshape(-1, n_cols).tolist()
+    w = []
+    for r in range(len(g_rows)):
+        for j in range(n_cols):
+            g_prime, u_prime = g_rows[r][j] - g_zp[r], u_rows[r][j] - u_zp[r]
+            t = t_abs[r][j] if gate_div is not None else t_abs[r][0]
+            w.append(g_prime * sigmoid_reference(g_prime, t, sig_frac_bits, order, rounding) * u_prime)
+    w = np.array(w, dtype=np.int64).reshape(g.values.shape)
+    wide_m, wide_k = _swiglu_wide_scale(g, u, sig_frac_bits)
+    return _requantize(OP_SWIGLU, w, w_bits, wide_m, wide_k, out_bits, out_symmetric, rounding, zero_rows,
+                       reference=True)
+
+
+@numba.njit(cache=True, parallel=True)
+def _swiglu_kernel(gate, gate_zp, up, up_zp, t_abs, frac_bits, order, mode, w):
+    rows, n_cols = gate.shape
+    per_channel = t_abs.shape[1] > 1
+    for r in numba.prange(rows):
+        for j in range(n_cols):
+            g_prime = gate[r, j] - gate_zp[r]
+            t = t_abs[r, j] if per_channel else t_abs[r, 0]
+            w[r, j] = g_prime * sigmoid_i64(g_prime, t, frac_bits, order, mode) * (up[r, j] - up_zp[r])
+
+
+def di_swiglu(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gate_div_m=None, gate_div_k=None,
+              in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15, out_bits: int = 8,
+              out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
+              rounding=DEFAULT_ROUNDING) -> RowQuant:
+    """Fast path of the SwiGLU contract: a parallel Numba element loop, then quantize_rows."""
+    w_bits, g, u, gate_div = _swiglu_inputs(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, gate_div_m,
+                                            gate_div_k, in_bits, in_signed, sig_frac_bits, out_bits,
+                                            out_symmetric, order, zero_rows, rounding)
+    t_abs = _sigmoid_t_abs(OP_SWIGLU, g.m, g.k, gate_div, order)
+    n_cols = g.values.shape[-1]
+    w = np.empty((g.values.size // n_cols, n_cols), dtype=np.int64)
+    _swiglu_kernel(g.values.reshape(-1, n_cols), g.zp.reshape(-1), u.values.reshape(-1, n_cols), u.zp.reshape(-1),
+                   t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    wide_m, wide_k = _swiglu_wide_scale(g, u, sig_frac_bits)
+    return _requantize(OP_SWIGLU, w.reshape(g.values.shape), w_bits, wide_m, wide_k, out_bits, out_symmetric,
+                       rounding, zero_rows, reference=False)
+
+
+def di_swiglu_float(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gate_div_m=None, gate_div_k=None,
+                    in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15, out_bits: int = 8,
+                    out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
+                    rounding=DEFAULT_ROUNDING) -> np.ndarray:
+    """The float meaning (tests only): g * sigmoid(g * gate_div) * u with g, u the real inputs
+    (gate_div_j = gate_div_m / 2^gate_div_k, 1 when absent)."""
+    g = _dequant_float(gate, gate_zp, gate_m, gate_k)
+    u = _dequant_float(up, up_zp, up_m, up_k)
+    div = 1.0
+    if gate_div_m is not None:
+        div = np.asarray(gate_div_m, np.float64) / np.exp2(np.asarray(gate_div_k, np.float64))
+    return g * _sigmoid_float(g * div) * u
