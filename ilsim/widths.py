@@ -33,13 +33,18 @@ def _first_outside(a: np.ndarray, lo: int, hi: int):
     return idx, int(a[idx])
 
 
+def _element(name: str, idx: tuple) -> str:
+    """'x[1,2]' for an element of an array, plain 'x' for a scalar (0-d) tensor."""
+    return f"{name}[{','.join(map(str, idx))}]" if idx else name
+
+
 def check_width(a, bits: int, signed: bool, op: str, tensor: str) -> np.ndarray:
     """Raise WidthError unless every element of ``a`` fits the declared width; returns ``a``."""
     lo, hi = int_range(bits, signed)
     arr = np.asarray(a)
     if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
         idx, val = _first_outside(arr, lo, hi)
-        raise WidthError(f"{op}: {tensor}[{','.join(map(str, idx))}] = {val} overflows its declared "
+        raise WidthError(f"{op}: {_element(tensor, idx)} = {val} overflows its declared "
                          f"width {describe(bits, signed)}")
     return a
 
@@ -72,12 +77,12 @@ def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = Tru
         raise InputError(f"{op}: {name} must have {ndim} dimension(s), got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise InputError(f"{op}: {name} is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    arr = np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)  # keeps a 0-d input 0-d
     if bits is not None:
         lo, hi = int_range(bits, signed)
         if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
             idx, val = _first_outside(arr, lo, hi)
-            raise InputError(f"{op}: {name}[{','.join(map(str, idx))}] = {val} is outside its declared "
+            raise InputError(f"{op}: {_element(name, idx)} = {val} is outside its declared "
                              f"width {describe(bits, signed)}")
     return arr
 

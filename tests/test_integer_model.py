@@ -177,13 +177,13 @@ def test_a_failed_save_leaves_the_previous_file_and_no_partial(graph_file, tmp_p
     before = target.read_bytes()
     graph = load_graph(graph_file)
 
-    def explode(tensors, filename, metadata=None):
-        with open(filename, "wb") as fh:
+    def explode(path, tensors, dtype=None, metadata=None):
+        with open(path, "wb") as fh:
             fh.write(b"half")
         raise KeyboardInterrupt("interrupted mid-write")
 
-    import safetensors.numpy
-    monkeypatch.setattr(safetensors.numpy, "save_file", explode)
+    import ilsim.hf.safetensors_file
+    monkeypatch.setattr(ilsim.hf.safetensors_file, "write_safetensors", explode)
     with pytest.raises(KeyboardInterrupt):
         save_graph(graph, target)
     assert target.read_bytes() == before

@@ -114,10 +114,10 @@ def graph_to_json(graph: Graph) -> str:
 
 def save_graph(graph: Graph, path) -> Path:
     """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
-    rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact."""
-    from safetensors.numpy import save_file
-
+    rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact.
+    The bytes depend only on the graph (sorted tensors and keys), so a save is reproducible."""
     from ilsim.graph.validate import validate_graph
+    from ilsim.hf.safetensors_file import write_safetensors
 
     validate_graph(graph)
     path = Path(path)
@@ -128,7 +128,7 @@ def save_graph(graph: Graph, path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in graph.constants.items()}, tmp, metadata=metadata)
+        write_safetensors(tmp, graph.constants, dtype=None, metadata=metadata)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

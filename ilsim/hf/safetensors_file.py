@@ -149,17 +149,30 @@ def narrow_float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     return ((bits + round_bias) >> 16).astype(np.uint16)
 
 
-def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], dtype: str = "F32",
+#: NumPy integer dtypes and their safetensors names, for files stored in the tensors' own dtypes.
+INTEGER_DTYPES = {"int8": "I8", "uint8": "U8", "int16": "I16", "uint16": "U16", "int32": "I32",
+                  "uint32": "U32", "int64": "I64"}
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray], dtype: str | None = "F32",
                       metadata: dict[str, str] | None = None) -> None:
-    """Write float ``tensors`` to ``path`` stored as ``dtype`` (F32, F16 or BF16), in name order."""
-    if dtype not in FLOAT_DTYPES:
+    """Write ``tensors`` to ``path`` in name order, byte-for-byte deterministic (sorted header and
+    metadata keys). ``dtype`` F32, F16 or BF16 converts float tensors; ``None`` stores each tensor
+    in its own integer dtype (int8 .. int64, uint8 .. uint32)."""
+    if dtype is not None and dtype not in FLOAT_DTYPES:
         raise CheckpointError(f"{path}: cannot write dtype {dtype!r} (supported: {', '.join(FLOAT_DTYPES)})")
-    header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
+    header: dict = {"__metadata__": dict(sorted((metadata or {"format": "pt"}).items()))}
     blobs, offset = [], 0
     for name in sorted(tensors):
-        blob = _encode(np.asarray(tensors[name]), dtype)
-        header[name] = {"dtype": dtype, "shape": list(np.shape(tensors[name])),
-                        "data_offsets": [offset, offset + len(blob)]}
+        values = np.asarray(tensors[name])
+        if dtype is None:
+            code = INTEGER_DTYPES.get(str(values.dtype))
+            if code is None:
+                raise CheckpointError(f"{path}: tensor {name!r} has dtype {values.dtype}, not an integer dtype")
+            blob = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+        else:
+            code, blob = dtype, _encode(values, dtype)
+        header[name] = {"dtype": code, "shape": list(values.shape), "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
