@@ -11,28 +11,12 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ilsim.errors import IlsimError, InputError
+from ilsim.errors import InputError
 from ilsim.ops.embedding import (embedding_lookup, embedding_lookup_float, embedding_lookup_reference,
                                  quantize_embedding_table)
-from ilsim.ops.quantize import RowQuant
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_norm import embedding_lookup_cases
-
-
-def outcome(fn, kw):
-    try:
-        return fn(**kw)
-    except IlsimError as err:
-        return "raised", type(err), str(err)
-
-
-def assert_same(fast, ref):
-    if not isinstance(fast, RowQuant) or not isinstance(ref, RowQuant):
-        assert not isinstance(fast, RowQuant) and not isinstance(ref, RowQuant), (fast, ref)
-        assert fast == ref
-        return
-    for name, a, b in zip(fast._fields, fast, ref):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+from ilsim.testing.parity import assert_same, outcome
 
 
 @given(embedding_lookup_cases())

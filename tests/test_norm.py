@@ -11,35 +11,15 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ilsim.arith import dyadic_from_scale
-from ilsim.errors import IlsimError, InputError, WidthError, ZeroRangeError
+from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.ops import norm
 from ilsim.ops.norm import (DEFAULT_EPS_K, DEFAULT_EPS_M, di_layernorm, di_layernorm_float,
                             di_layernorm_reference, di_rmsnorm, di_rmsnorm_float, di_rmsnorm_reference)
-from ilsim.ops.quantize import RowQuant
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_norm import TIE_ROWS, di_layernorm_cases, di_rmsnorm_cases
+from ilsim.testing.parity import assert_same, outcome
 
 DIRECTED = ("floor", "trunc")
-
-
-def outcome(fn, kw):
-    """The result, or ("raised", error type, message): both paths must agree on either."""
-    try:
-        return fn(**kw)
-    except IlsimError as err:
-        return "raised", type(err), str(err)
-
-
-def assert_same(fast, ref):
-    if not isinstance(fast, RowQuant) or not isinstance(ref, RowQuant):
-        assert not isinstance(fast, RowQuant) and not isinstance(ref, RowQuant), (fast, ref)
-        assert fast == ref
-        return
-    assert fast._fields == ref._fields
-    for name, a, b in zip(fast._fields, fast, ref):
-        assert a.dtype == b.dtype, name
-        assert a.shape == b.shape, name
-        assert np.array_equal(a, b), name
 
 
 def dequantize(out) -> np.ndarray:

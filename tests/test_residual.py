@@ -7,30 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from ilsim.errors import IlsimError, InputError, WidthError, ZeroRangeError
-from ilsim.ops.quantize import RowQuant
+from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.ops.registry import get_op
 from ilsim.ops.residual import residual_add, residual_add_float, residual_add_reference
 from ilsim.testing.cases_norm import residual_add_cases
+from ilsim.testing.parity import assert_same, outcome
 
 DIRECTED = ("floor", "trunc")
-
-
-def outcome(fn, kw):
-    """The result, or ("raised", error type, message): both paths must agree on either."""
-    try:
-        return fn(**kw)
-    except IlsimError as err:
-        return "raised", type(err), str(err)
-
-
-def assert_same(fast, ref):
-    if not isinstance(fast, RowQuant) or not isinstance(ref, RowQuant):
-        assert not isinstance(fast, RowQuant) and not isinstance(ref, RowQuant), (fast, ref)
-        assert fast == ref
-        return
-    for name, a, b in zip(fast._fields, fast, ref):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
 
 
 def dequantize(out) -> np.ndarray:

@@ -8,29 +8,13 @@ import pytest
 from hypothesis import given
 
 import ilsim.ops.rope as rope_module
-from ilsim.errors import IlsimError, InputError, WidthError, ZeroRangeError
+from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.ops.quantize import RowQuant, quantize_rows
 from ilsim.ops.registry import get_op
 from ilsim.ops.rope import (di_rope, di_rope_float, di_rope_reference, rope_float_tables, rope_tables,
                             rope_tables_direct)
 from ilsim.testing.cases_norm import di_rope_cases
-
-
-def outcome(fn, kw):
-    """The result, or ("raised", error type, message): both paths must agree on either."""
-    try:
-        return fn(**kw)
-    except IlsimError as err:
-        return "raised", type(err), str(err)
-
-
-def assert_same(fast, ref):
-    if not isinstance(fast, RowQuant) or not isinstance(ref, RowQuant):
-        assert not isinstance(fast, RowQuant) and not isinstance(ref, RowQuant), (fast, ref)
-        assert fast == ref
-        return
-    for name, a, b in zip(fast._fields, fast, ref):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+from ilsim.testing.parity import assert_same, outcome
 
 
 def dequantize(out) -> np.ndarray:

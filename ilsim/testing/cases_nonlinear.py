@@ -15,6 +15,8 @@ from fractions import Fraction
 import numpy as np
 from hypothesis import strategies as st
 
+from ilsim.testing.parity import assert_fast_equals_reference  # noqa: F401 (re-exported)
+
 from ilsim.arith.rounding import Rounding
 from ilsim.ops.exp import ORDER2_T_BITS, ORDERS, SCALE_MBITS, exp_t_abs_reference, log2e_multiplier
 from ilsim.ops.softmax import clip_int_reference
@@ -287,24 +289,3 @@ def di_swiglu_cases(draw, in_bits=None, order=None, max_rows: int = 4, max_cols:
 
 
 # ---------------------------------------------------------------- checking a case
-
-def assert_fast_equals_reference(fast, reference, case: dict):
-    """Run both implementations on ``case``: identical arrays (values, dtypes, shapes) field by
-    field, or the same error (type and message). Returns the result (None when both raised)."""
-    from ilsim.errors import IlsimError
-
-    try:
-        expected = reference(**case)
-    except IlsimError as err:
-        try:
-            fast(**case)
-        except IlsimError as fast_err:
-            assert type(fast_err) is type(err) and str(fast_err) == str(err), (err, fast_err)
-            return None
-        raise AssertionError(f"reference raised {err!r}, fast path returned") from None
-    got = fast(**case)
-    fields = zip(got, expected) if isinstance(expected, tuple) else [(got, expected)]
-    for a, b in fields:
-        assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
-        assert np.array_equal(a, b), (a, b)
-    return expected
