@@ -76,5 +76,5 @@ def test_readme_example_floor_instead_of_round_is_caught():
         q = x // t
         return ((x - q * t) >> 1) - t >> np.minimum(q, 63), t_abs.astype(np.int64)
 
-    with pytest.raises(BitExactMismatch, match="di_exp: "):
-        assert_bit_exact("di_exp", floor_t, order=1, max_examples=100)
+    with pytest.raises(BitExactMismatch, match="di_exp: "), np.errstate(divide="ignore"):
+        assert_bit_exact("di_exp", floor_t, order=1, max_examples=100)  # floor can make t = 0
