@@ -121,9 +121,13 @@ def cmd_generate(args) -> int:
     else:
         lm = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, reference=args.reference,
                                 progress=not args.json)
+        if args.trace:
+            lm.interpreter.trace = tuple(args.trace)
         ids = lm.encode(args.prompt)
         _check_prompt(ids, args.max_new_tokens, lm.context)
         new = lm.generate(ids, args.max_new_tokens)
+        if args.trace:
+            _write_trace(lm.interpreter.traced, args.trace_out)
         decode = lm.decode
         mode = f"integer W{args.wbits}A{args.abits}" if not Path(str(args.model)).is_file() else "integer graph"
     seconds = time.perf_counter() - start
@@ -132,6 +136,20 @@ def cmd_generate(args) -> int:
                  "mode": mode, "seconds": seconds},
           f"[{mode}] {args.prompt}{text}")
     return 0
+
+
+def _write_trace(traced: dict, path: str) -> None:
+    """Every traced node output as arrays in one .npz: '<node>/<call>/<field>' (call 0 = prefill)."""
+    import numpy as np
+
+    if not traced:
+        raise IlsimError("--trace matched no node (see `ilsim inspect GRAPH --nodes` for the names)")
+    arrays = {}
+    for node, calls in traced.items():
+        for i, value in enumerate(calls):
+            for field, array in zip(value._fields, value):
+                arrays[f"{node}/{i}/{field}"] = np.asarray(array)
+    np.savez(path, **arrays)
 
 
 def _check_prompt(ids, max_new_tokens: int, context: int) -> None:
@@ -218,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--float", action="store_true", help="run the float reference model instead")
     p.add_argument("--reference", action="store_true", help="run every node on the scalar reference (slow)")
+    p.add_argument("--trace", action="append", metavar="NODE_GLOB",
+                   help="keep the outputs of matching nodes (e.g. 'layers.0.*'); repeatable")
+    p.add_argument("--trace-out", default="trace.npz", help="where --trace writes its arrays (.npz)")
     add_widths(p)
     p = add("ppl", cmd_ppl, "perplexity and top-1 accuracy on a text file")
     p.add_argument("model", nargs="?", default=None)

@@ -102,6 +102,18 @@ def test_ppl_integer_and_float(workspace, graph_path, capsys):
     assert abs(np.log(it["perplexity"]) - np.log(fl["perplexity"])) < 0.1
 
 
+def test_generate_traces_chosen_nodes_to_npz(graph_path, capsys, tmp_path):
+    out = tmp_path / "trace.npz"
+    run_json(capsys, "generate", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "2",
+             "--trace", "layers.1.*_proj", "--trace-out", str(out))
+    arrays = np.load(out)
+    assert "layers.1.q_proj/0/q" in arrays and "layers.1.down_proj/1/m" in arrays
+    assert not any(name.startswith("layers.0.") for name in arrays)
+    assert arrays["layers.1.q_proj/0/q"].shape[0] == 5  # the prefill call: 5 prompt tokens
+    assert "matched no node" in fails(capsys, "generate", str(graph_path), "--prompt", "TO", "--trace", "nope*",
+                                      "--trace-out", str(out))
+
+
 def test_audit_reports_every_value_inside_its_width(graph_path, capsys):
     out = run_json(capsys, "audit", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "2")
     assert out["over_width"] == [] and len(out["values"]) > 10
