@@ -93,20 +93,6 @@ class Interpreter:
         return values[self.graph.outputs[0]]
 
     def _audit(self, node, out) -> None:
-        array = out[0]
-        bits, signed = declared_width(node, array)
+        bits, signed = GRAPH_OPS[node.op].output_width(node)
         record = self.widths.setdefault(node.outputs[0], WidthRecord(bits, signed))
-        record.update(np.asarray(array))
-
-
-def declared_width(node, array) -> tuple[int, bool]:
-    """The declared (bits, signed) of a node's output tensor, from its attributes."""
-    a = node.attrs
-    if node.op == "di_matmul" and a.get("wide"):
-        return a["acc_bits"] + 16, True
-    if node.op == "embedding_lookup":
-        return a["bits"], True
-    if node.op == "residual_add":
-        return a.get("out_bits", 16), True
-    signed = bool(a.get("out_symmetric", False))
-    return a.get("out_bits", 8), signed
+        record.update(np.asarray(out[0]))

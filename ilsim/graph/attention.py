@@ -29,7 +29,7 @@ import numpy as np
 
 from ilsim.errors import InputError
 from ilsim.graph.format import GraphError
-from ilsim.graph.ops import REQUIRED, GraphOp, implementation, register
+from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
 from ilsim.ops.quantize import RowQuant
 
 
@@ -74,6 +74,9 @@ class AttentionOp(GraphOp):
             if len(shape) != 2 or shape[1] != d // 2 or shape[0] < graph.model.max_positions:
                 raise GraphError(f"{where}: {role} table has shape {shape}, needs "
                                  f"({graph.model.max_positions}, {d // 2})")
+
+    def output_width(self, node):
+        return self.attr(node, "out_bits"), False
 
     def new_cache(self, node, capacity: int) -> KVCache:
         a = node.attrs
@@ -125,7 +128,7 @@ class AttentionOp(GraphOp):
                           a_signed=False, b_signed=False, acc_bits=a["score_acc_bits"])
             masked = np.where(causal, scores.p, 0)
             sq = requant(masked, scores.m, scores.k, bits=a["score_bits"], symmetric=True,
-                         in_bits=a["score_acc_bits"] + 16, zero_rows="zero")
+                         in_bits=a["score_acc_bits"] + MBITS, zero_rows="zero")
             flat = sq.m == 0
             sm, sk = np.where(flat, 1, sq.m), np.where(flat, 0, sq.k)
             probs = softmax(sq.q, sm, sk, in_bits=a["score_bits"], clip=clip, out_bits=a["p_bits"],

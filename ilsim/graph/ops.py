@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ilsim.arith.dyadic import DEFAULT_MBITS as MBITS
 from ilsim.graph.format import Graph, GraphError, Node
 from ilsim.ops.quantize import RowQuant
 
@@ -67,6 +68,11 @@ class GraphOp:
     def check_shapes(self, node: Node, graph: Graph, where: str) -> None:
         """Op-specific consistency of param shapes with attributes and the model."""
 
+    def output_width(self, node: Node) -> tuple[int, bool]:
+        """(bits, signed) declared for the node's output integers (its q, or p for a wide output)."""
+        signed = self.attr(node, "out_symmetric") if "out_symmetric" in self.attrs else False
+        return self.attr(node, "out_bits"), bool(signed)
+
     def run(self, node: Node, inputs: dict, params: dict, ctx: Context):
         raise NotImplementedError
 
@@ -93,6 +99,9 @@ class EmbeddingOp(GraphOp):
         _expect(v == graph.model.vocab_size and d == graph.model.hidden_size, where,
                 f"table shape {(v, d)} does not match the model (vocab {graph.model.vocab_size}, "
                 f"hidden {graph.model.hidden_size})")
+
+    def output_width(self, node):
+        return self.attr(node, "bits"), True
 
     def run(self, node, inputs, params, ctx):
         fn = implementation("ilsim.ops.embedding", "embedding_lookup", ctx.reference)
@@ -138,6 +147,11 @@ class MatMulOp(GraphOp):
         _expect(_shape(graph, node, "b_zp") == (n,) and _shape(graph, node, "b_m") == (n,), where,
                 "b_zp and b_m must have one entry per output channel")
         _expect(0 <= node.attrs["b_shift"] <= 63, where, "b_shift must be in [0, 63]")
+
+    def output_width(self, node):
+        if self.attr(node, "wide"):
+            return node.attrs["acc_bits"] + MBITS, True
+        return super().output_width(node)
 
     def run(self, node, inputs, params, ctx):
         a = inputs["a"]
@@ -195,6 +209,9 @@ class ResidualOp(GraphOp):
     inputs = ("a", "b")
     attrs = {"a_bits": (int, 16), "b_bits": (int, 16), "a_signed": (bool, True), "b_signed": (bool, False),
              "out_bits": (int, 16)}
+
+    def output_width(self, node):
+        return self.attr(node, "out_bits"), True
 
     def run(self, node, inputs, params, ctx):
         a, b = inputs["a"], inputs["b"]
