@@ -93,6 +93,23 @@ def require_shape(arr: np.ndarray, shape: tuple, op: str, name: str) -> None:
         raise InputError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
 
 
+def is_int(value) -> bool:
+    """A Python or NumPy integer that is not a bool: what an integer attribute must be."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def require_int_attrs(op: str, **values) -> None:
+    """InputError naming ``op`` and the attribute unless every value is an integer (bools refused)."""
+    for name, value in values.items():
+        require_attr(is_int(value), op, f"{name} must be an int, got {value!r}")
+
+
+def require_bool_attrs(op: str, **values) -> None:
+    """InputError naming ``op`` and the attribute unless every value is a bool."""
+    for name, value in values.items():
+        require_attr(isinstance(value, (bool, np.bool_)), op, f"{name} must be a bool, got {value!r}")
+
+
 def require_attr(cond: bool, op: str, message: str) -> None:
     """InputError with the operator's name unless ``cond`` holds (attribute checks)."""
     if not cond:

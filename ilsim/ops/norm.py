@@ -39,7 +39,8 @@ from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, as_rounding, div_ro
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
-from ilsim.widths import check_width, check_width_int, int_input, require_attr, require_shape
+from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
+                          require_int_attrs, require_shape)
 
 OP_RMS = "di_rmsnorm"
 OP_LN = "di_layernorm"
@@ -73,19 +74,13 @@ class NormAttrs:
     gamma_k: int
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
 
 def _check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                  out_symmetric, mbits, y_bits, rounding, zero_rows) -> NormAttrs:
     """InputError naming ``op`` for any attribute outside its documented range."""
-    ints = dict(gamma_k=gamma_k, in_bits=in_bits, eps_m=eps_m, eps_k=eps_k, rms_frac_bits=rms_frac_bits,
-                out_frac_bits=out_frac_bits, out_bits=out_bits, mbits=mbits, y_bits=y_bits)
-    for name, value in ints.items():
-        require_attr(_is_int(value), op, f"{name} must be an int, got {value!r}")
-    require_attr(isinstance(out_symmetric, (bool, np.bool_)), op,
-                 f"out_symmetric must be a bool, got {out_symmetric!r}")
+    require_int_attrs(op, gamma_k=gamma_k, in_bits=in_bits, eps_m=eps_m, eps_k=eps_k, rms_frac_bits=rms_frac_bits,
+                      out_frac_bits=out_frac_bits, out_bits=out_bits, mbits=mbits, y_bits=y_bits)
+    require_bool_attrs(op, out_symmetric=out_symmetric)
     require_attr(2 <= in_bits <= 16, op, f"in_bits must be in [2, 16], got {in_bits}")
     require_attr(2 <= mbits <= 30, op, f"mbits must be in [2, 30], got {mbits}")
     require_attr(0 <= eps_m < 1 << EPS_M_BITS, op, f"eps_m must be in [0, 2^{EPS_M_BITS}), got {eps_m}")

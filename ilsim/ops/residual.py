@@ -27,13 +27,11 @@ from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, rshift_round,
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
-from ilsim.widths import check_width, check_width_int, int_input, require_attr
+from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
+                          require_int_attrs)
 
 OP = "residual_add"
 
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def sum_bits(a_bits: int, b_bits: int, mbits: int) -> int:
@@ -42,10 +40,8 @@ def sum_bits(a_bits: int, b_bits: int, mbits: int) -> int:
 
 
 def _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows):
-    for name, value in dict(a_bits=a_bits, b_bits=b_bits, out_bits=out_bits, mbits=mbits).items():
-        require_attr(_is_int(value), OP, f"{name} must be an int, got {value!r}")
-    for name, value in dict(a_signed=a_signed, b_signed=b_signed).items():
-        require_attr(isinstance(value, (bool, np.bool_)), OP, f"{name} must be a bool, got {value!r}")
+    require_int_attrs(OP, a_bits=a_bits, b_bits=b_bits, out_bits=out_bits, mbits=mbits)
+    require_bool_attrs(OP, a_signed=a_signed, b_signed=b_signed)
     require_attr(2 <= a_bits <= 16, OP, f"a_bits must be in [2, 16], got {a_bits}")
     require_attr(2 <= b_bits <= 16, OP, f"b_bits must be in [2, 16], got {b_bits}")
     require_attr(2 <= out_bits <= 16, OP, f"out_bits must be in [2, 16], got {out_bits}")

@@ -32,7 +32,8 @@ from ilsim.arith.rounding import DEFAULT_ROUNDING, as_rounding
 from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, row_scale_arrays, storage_dtype
 from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
-from ilsim.widths import check_width, check_width_int, int_input, require_attr, require_shape
+from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
+                          require_int_attrs, require_shape)
 
 OP = "di_rope"
 TABLE_OP = "rope_tables"
@@ -231,9 +232,6 @@ def _pack_tables(cos_tab, sin_tab, frac_bits) -> RopeTables:
 
 # --- the operator --------------------------------------------------------------------------------
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
 
 def y_bits(in_bits: int, table_frac_bits: int) -> int:
     """Declared signed width of y: |x'| < 2^in_bits and |cos|, |sin| <= 2^F, two products summed."""
@@ -241,11 +239,8 @@ def y_bits(in_bits: int, table_frac_bits: int) -> int:
 
 
 def _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding, zero_rows):
-    for name, value in dict(in_bits=in_bits, table_frac_bits=table_frac_bits, out_bits=out_bits,
-                            mbits=mbits).items():
-        require_attr(_is_int(value), OP, f"{name} must be an int, got {value!r}")
-    for name, value in dict(in_signed=in_signed, out_symmetric=out_symmetric).items():
-        require_attr(isinstance(value, (bool, np.bool_)), OP, f"{name} must be a bool, got {value!r}")
+    require_int_attrs(OP, in_bits=in_bits, table_frac_bits=table_frac_bits, out_bits=out_bits, mbits=mbits)
+    require_bool_attrs(OP, in_signed=in_signed, out_symmetric=out_symmetric)
     require_attr(2 <= in_bits <= 16, OP, f"in_bits must be in [2, 16], got {in_bits}")
     require_attr(0 <= table_frac_bits <= 30, OP, f"table_frac_bits must be in [0, 30], got {table_frac_bits}")
     require_attr(2 <= out_bits <= 16, OP, f"out_bits must be in [2, 16], got {out_bits}")
