@@ -25,7 +25,7 @@ from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
 from ilsim.errors import InputError
 from ilsim.ops._common import row_scale_arrays, storage_dtype
 from ilsim.ops.quantize import RowQuant
-from ilsim.widths import int_input, require_attr
+from ilsim.widths import int_input, is_int, require_attr
 
 OP = "embedding_lookup"
 TABLE_OP = "quantize_embedding_table"
@@ -41,7 +41,7 @@ class EmbeddingTable(NamedTuple):
 
 def _check_attrs(bits, mbits, op=OP):
     for name, value in dict(bits=bits, mbits=mbits).items():
-        require_attr(isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)), op,
+        require_attr(is_int(value), op,
                      f"{name} must be an int, got {value!r}")
     require_attr(2 <= bits <= 16, op, f"bits must be in [2, 16], got {bits}")
     require_attr(2 <= mbits <= 30, op, f"mbits must be in [2, 30], got {mbits}")

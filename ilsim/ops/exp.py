@@ -26,7 +26,7 @@ from ilsim.arith.dyadic import MAX_SHIFT
 from ilsim.arith.rounding import div_round, div_round_reference
 from ilsim.errors import InputError
 from ilsim.ops._common import storage_dtype
-from ilsim.widths import check_width_int, int_input, require_attr
+from ilsim.widths import check_width_int, int_input, is_int, require_attr
 
 OP = "di_exp"
 ORDERS = (1, 2)
@@ -55,7 +55,7 @@ class ExpOut(NamedTuple):
 
 def require_int_attr(value, lo: int, hi: int, op: str, name: str) -> int:
     """InputError unless ``value`` is a Python/NumPy int (not bool) in [lo, hi]; returns int(value)."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    ok = is_int(value)
     require_attr(ok and lo <= int(value) <= hi, op, f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
 

@@ -42,7 +42,7 @@ from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import storage_dtype
 from ilsim.ops.quantize import (ZERO_ROW_POLICIES, RowQuant, quantize_rows,
                                 quantize_rows_reference)
-from ilsim.widths import check_width, check_width_int, int_input, require_attr, require_shape
+from ilsim.widths import check_width, check_width_int, int_input, is_int, require_attr, require_shape
 
 OP_ACC = "matmul_accumulate"
 OP_WIDE = "di_matmul_wide"
@@ -74,7 +74,7 @@ class WideOut(NamedTuple):
 
 def _int_attr(value, lo: int, hi: int, op: str, name: str) -> int:
     """An integer attribute in [lo, hi] (bools and floats rejected), returned as a Python int."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    ok = is_int(value)
     require_attr(ok and lo <= int(value) <= hi, op,
                  f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)

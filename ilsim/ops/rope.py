@@ -32,7 +32,7 @@ from ilsim.arith.rounding import DEFAULT_ROUNDING, as_rounding
 from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, row_scale_arrays, storage_dtype
 from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
-from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
+from ilsim.widths import (check_width, check_width_int, int_input, is_int, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape)
 
 OP = "di_rope"
@@ -149,7 +149,7 @@ def _to_fixed(value: Decimal) -> int:
 
 def _check_table_args(max_positions, head_dim, theta, frac_bits):
     for name, value in dict(max_positions=max_positions, head_dim=head_dim, frac_bits=frac_bits).items():
-        require_attr(isinstance(value, (int, np.integer)) and not isinstance(value, bool), TABLE_OP,
+        require_attr(is_int(value), TABLE_OP,
                      f"{name} must be an int, got {value!r}")
     require_attr(1 <= max_positions <= MAX_POSITIONS, TABLE_OP,
                  f"max_positions must be in [1, 2^24], got {max_positions}")
