@@ -6,6 +6,7 @@
     ilsim generate [MODEL] --prompt TEXT       integer-only greedy generation (--float: float model)
     ilsim ppl [MODEL] --text FILE              perplexity and next-token top-1 accuracy
     ilsim audit [MODEL] --prompt TEXT          bit-width audit: values seen against declared widths
+    ilsim golden ops OUT                       golden vectors per operator (.npy, .safetensors, hex)
 
 MODEL is a graph file, a checkpoint directory, a Hugging Face hub id, or the name of a shipped
 model (default: shakespeare-tiny); a checkpoint is exported at --wbits/--abits and cached.
@@ -202,6 +203,17 @@ def cmd_audit(args) -> int:
     return 1 if over else 0
 
 
+def cmd_golden(args) -> int:
+    from ilsim.golden import write_golden_ops
+
+    manifest = write_golden_ops(args.out, ops=args.ops, n_cases=args.cases, seed=args.seed, formats=args.formats)
+    files = sum(len(v["files"]) for v in manifest["vectors"])
+    _emit(args, {"out": str(args.out), "manifest": str(Path(args.out) / "manifest.json"), "ops": manifest["ops"],
+                 "vectors": len(manifest["vectors"]), "files": files},
+          f"wrote {len(manifest['vectors'])} vectors ({files} files) of {', '.join(manifest['ops'])} to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ilsim", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="store_true", help="print the ilsim and spec versions")
@@ -252,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="To be, or not to be")
     p.add_argument("--max-new-tokens", type=int, default=8)
     add_widths(p)
+    p = add("golden", cmd_golden, "write golden vectors (docs/golden.md)")
+    p.add_argument("what", choices=["ops"], help="ops: per-operator vectors")
+    p.add_argument("out", help="directory to write (replaced atomically if it holds golden vectors)")
+    p.add_argument("--ops", nargs="+", metavar="OP", help="operators (default: every one with golden cases)")
+    p.add_argument("--cases", type=int, default=4, help="seeded random cases per configuration (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--formats", nargs="+", metavar="FMT", help="npy safetensors hex h (default: npy safetensors hex)")
     return parser
 
 
