@@ -7,6 +7,7 @@
     ilsim ppl [MODEL] --text FILE              perplexity and next-token top-1 accuracy
     ilsim audit [MODEL] --prompt TEXT          bit-width audit: values seen against declared widths
     ilsim golden ops OUT                       golden vectors per operator (.npy, .safetensors, hex)
+    ilsim verify GOLDEN --results DIR          compare another implementation's outputs bit for bit
 
 MODEL is a graph file, a checkpoint directory, a Hugging Face hub id, or the name of a shipped
 model (default: shakespeare-tiny); a checkpoint is exported at --wbits/--abits and cached.
@@ -214,6 +215,14 @@ def cmd_golden(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from ilsim.golden.verify import verify_results
+
+    report = verify_results(args.golden, args.results, ops=args.ops)
+    _emit(args, report.to_dict(), report.format_text())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ilsim", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="store_true", help="print the ilsim and spec versions")
@@ -271,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=4, help="seeded random cases per configuration (default 4)")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--formats", nargs="+", metavar="FMT", help="npy safetensors hex h (default: npy safetensors hex)")
+    p = add("verify", cmd_verify, "compare result files with golden vectors; exit 1 on a mismatch (docs/golden.md)")
+    p.add_argument("golden", help="golden-vector directory (with manifest.json)")
+    p.add_argument("--results", required=True, help="directory holding <op>/<case>/out.<field>.npy or .hex")
+    p.add_argument("--ops", nargs="+", metavar="OP", help="check only these operators (default: all in the manifest)")
     return parser
 
 

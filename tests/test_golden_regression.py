@@ -1,0 +1,45 @@
+"""The committed regression set golden/ops/ is what ilsim writes today, byte for byte.
+
+A failure here means an operator's bits (or the writer's format) changed. If the change is meant,
+regenerate the set with the command below (see golden/README.md) and review the diff:
+
+    ilsim golden ops golden/ops --cases 2 --formats npy hex
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ilsim.cli import main
+from ilsim.golden import MANIFEST, verify_golden_dir
+
+COMMITTED = Path(__file__).resolve().parent.parent / "golden" / "ops"
+#: The arguments of `ilsim golden ops OUT ...` that wrote golden/ops (keep in sync with golden/README.md).
+REGEN_ARGS = ["--cases", "2", "--formats", "npy", "hex"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_committed_set_matches_its_manifest():
+    assert (COMMITTED / MANIFEST).is_file(), "golden/ops/manifest.json is missing"
+    assert verify_golden_dir(COMMITTED) == []
+    manifest = json.loads((COMMITTED / MANIFEST).read_text())
+    assert manifest["cases_per_config"] == 2 and manifest["seed"] == 0
+    assert manifest["formats"] == ["npy", "hex"]
+
+
+def test_regenerating_writes_the_committed_bytes(tmp_path, capsys):
+    out = tmp_path / "ops"
+    assert main(["golden", "ops", str(out), *REGEN_ARGS]) == 0
+    capsys.readouterr()
+    committed, fresh = _tree(COMMITTED), _tree(out)
+    missing, extra = sorted(set(committed) - set(fresh)), sorted(set(fresh) - set(committed))
+    changed = sorted(name for name in set(committed) & set(fresh) if committed[name] != fresh[name])
+    hint = "regenerate with `ilsim golden ops golden/ops " + " ".join(REGEN_ARGS) + "` and review the diff"
+    assert not missing, f"committed files no longer written: {missing[:10]} ({hint})"
+    assert not extra, f"new files not committed: {extra[:10]} ({hint})"
+    assert not changed, f"{len(changed)} files differ, e.g. {changed[:10]} ({hint})"
+    assert committed[MANIFEST] == fresh[MANIFEST]
