@@ -7,6 +7,7 @@
     ilsim ppl [MODEL] --text FILE              perplexity and next-token top-1 accuracy
     ilsim audit [MODEL] --prompt TEXT          bit-width audit: values seen against declared widths
     ilsim golden ops OUT                       golden vectors per operator (.npy, .safetensors, hex)
+    ilsim golden model [MODEL] OUT --prompt T  every node's inputs/outputs of a prefill + decode run
     ilsim verify GOLDEN --results DIR          compare another implementation's outputs bit for bit
 
 MODEL is a graph file, a checkpoint directory, a Hugging Face hub id, or the name of a shipped
@@ -205,13 +206,35 @@ def cmd_audit(args) -> int:
 
 
 def cmd_golden(args) -> int:
+    if args.what == "model":
+        return _golden_model(args)
     from ilsim.golden import write_golden_ops
 
-    manifest = write_golden_ops(args.out, ops=args.ops, n_cases=args.cases, seed=args.seed, formats=args.formats)
+    if len(args.paths) != 1:
+        raise IlsimError("usage: ilsim golden ops OUT [--ops ...] [--cases N] [--seed S]")
+    out = args.paths[0]
+    manifest = write_golden_ops(out, ops=args.ops, n_cases=args.cases, seed=args.seed, formats=args.formats)
     files = sum(len(v["files"]) for v in manifest["vectors"])
-    _emit(args, {"out": str(args.out), "manifest": str(Path(args.out) / "manifest.json"), "ops": manifest["ops"],
+    _emit(args, {"out": str(out), "manifest": str(Path(out) / "manifest.json"), "ops": manifest["ops"],
                  "vectors": len(manifest["vectors"]), "files": files},
-          f"wrote {len(manifest['vectors'])} vectors ({files} files) of {', '.join(manifest['ops'])} to {args.out}")
+          f"wrote {len(manifest['vectors'])} vectors ({files} files) of {', '.join(manifest['ops'])} to {out}")
+    return 0
+
+
+def _golden_model(args) -> int:
+    from ilsim.golden.model import write_model_golden
+    from ilsim.model import load_integer_model
+
+    if len(args.paths) not in (1, 2):
+        raise IlsimError("usage: ilsim golden model [MODEL] OUT --prompt TEXT [--layers N ...] [--new-tokens N]")
+    model, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
+    lm = load_integer_model(model, wbits=args.wbits, abits=args.abits, progress=not args.json)
+    ids = [int(i) for i in lm.encode(args.prompt)]
+    kw = {"formats": tuple(args.formats)} if args.formats else {}
+    manifest = write_model_golden(lm, out, ids, new_tokens=args.new_tokens, layers=args.layers, **kw)
+    _emit(args, {"out": str(out), "manifest": str(Path(out) / "manifest.json"), "vectors": len(manifest["vectors"]),
+                 "prompt_ids": ids, "generated_ids": manifest.get("generated_ids")},
+          f"wrote {len(manifest['vectors'])} node vectors (prefill + {args.new_tokens} decode steps) to {out}")
     return 0
 
 
@@ -274,12 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=8)
     add_widths(p)
     p = add("golden", cmd_golden, "write golden vectors (docs/golden.md)")
-    p.add_argument("what", choices=["ops"], help="ops: per-operator vectors")
-    p.add_argument("out", help="directory to write (replaced atomically if it holds golden vectors)")
-    p.add_argument("--ops", nargs="+", metavar="OP", help="operators (default: every one with golden cases)")
-    p.add_argument("--cases", type=int, default=4, help="seeded random cases per configuration (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("what", choices=["ops", "model"], help="ops: per-operator vectors; model: a model run's nodes")
+    p.add_argument("paths", nargs="+", metavar="[MODEL] OUT",
+                   help="ops: OUT; model: [MODEL] OUT (default model: the shipped one). OUT is replaced "
+                        "atomically if it holds golden vectors")
+    p.add_argument("--ops", nargs="+", metavar="OP", help="ops: operators (default: every one with golden cases)")
+    p.add_argument("--cases", type=int, default=4, help="ops: seeded random cases per configuration (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="ops: run seed (default 0)")
     p.add_argument("--formats", nargs="+", metavar="FMT", help="npy safetensors hex h (default: npy safetensors hex)")
+    p.add_argument("--prompt", default="To be, or not to be", help="model: the prompt of the traced run")
+    p.add_argument("--new-tokens", type=int, default=2, help="model: decode steps after the prefill (default 2)")
+    p.add_argument("--layers", nargs="+", type=int, help="model: only these layers' nodes (plus embed, final norm, head)")
+    add_widths(p)
     p = add("verify", cmd_verify, "compare result files with golden vectors; exit 1 on a mismatch (docs/golden.md)")
     p.add_argument("golden", help="golden-vector directory (with manifest.json)")
     p.add_argument("--results", required=True, help="directory holding <op>/<case>/out.<field>.npy or .hex")

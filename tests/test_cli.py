@@ -114,6 +114,15 @@ def test_generate_traces_chosen_nodes_to_npz(graph_path, capsys, tmp_path):
                                       "--trace-out", str(out))
 
 
+def test_golden_model_trace_from_the_cli(graph_path, capsys, tmp_path):
+    out = run_json(capsys, "golden", "model", str(graph_path), str(tmp_path / "trace"), "--prompt", "TO BE",
+                   "--new-tokens", "1", "--layers", "1", "--formats", "npy")
+    manifest = json.loads((tmp_path / "trace" / "manifest.json").read_text())
+    assert out["vectors"] == len(manifest["vectors"]) > 0 and out["prompt_ids"] == manifest["prompt_ids"]
+    assert not any(v["node"].startswith("layers.0.") for v in manifest["vectors"])
+    assert "usage" in fails(capsys, "golden", "ops", "a", "b")
+
+
 def test_audit_reports_every_value_inside_its_width(graph_path, capsys):
     out = run_json(capsys, "audit", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "2")
     assert out["over_width"] == [] and len(out["values"]) > 10
