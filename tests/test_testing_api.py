@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from ilsim.arith.rounding import div_round
 from ilsim.ops.quantize import RowQuant, quantize_rows
@@ -27,8 +28,11 @@ def test_a_wrong_tie_rounding_is_caught_with_index_and_bits():
         q[np.broadcast_to((out.m == 0)[..., None], q.shape)] = 0
         return RowQuant(q, out.zp, out.m, out.k)
 
+    # A tie must be drawn for the bug to show: the worked example of docs/spec/quantize.md has one
+    # (50 * 255 / 300 = 42.5), so the check is deterministic whatever hypothesis version runs it.
+    tie = dict(x=np.array([[-100, 0, 50, 200]]), m_in=np.array([1]), k_in=np.array([0]), bits=8)
     with pytest.raises(BitExactMismatch) as info:
-        assert_bit_exact("quantize_rows", quantize_rows_half_even, max_examples=300)
+        assert_bit_exact("quantize_rows", quantize_rows_half_even, cases=st.just(tie), max_examples=5)
     message = str(info.value)
     assert "quantize_rows: q[" in message and "expected" in message and "0x" in message
     assert "inputs: x=" in message
