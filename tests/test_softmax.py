@@ -122,7 +122,9 @@ def accuracy_bound(case, r, x_row, keep_row, ideal_row, p_row):
     if clip is not None:
         log_a = np.maximum(log_a, -float(Fraction(clip)))
     # eta_j A_j, written as a difference of exponentials so that it cannot overflow
-    with np.errstate(over="ignore"):  # a vacuous (infinite) bound for absurd scales is still a bound
+    # over: a vacuous (infinite) bound for absurd scales is still a bound; invalid: masked elements
+    # above the kept maximum give inf - inf here, and np.where below drops them
+    with np.errstate(over="ignore", invalid="ignore"):
         eta_a = (1 + EPS_POLY[case["order"]]) * np.exp(log_a + np.abs(d * s) * delta + clipped_slack) - np.exp(log_a)
     err = np.where(keep_row, eta_a + RHO[case["order"]] / t_abs, 0.0)
     F, n = case["out_frac_bits"], case["out_bits"]
