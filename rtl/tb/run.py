@@ -1,0 +1,73 @@
+"""Build and run the cocotb benches on Icarus Verilog.
+
+    python rtl/tb/run.py [requant|isqrt|isqrt64|requant_bug|requant_trunc ...]
+
+Default: requant isqrt isqrt64.
+
+Exit status 0 when every named bench ran as expected. `requant_bug` and `requant_trunc` build
+requant.v with ROUNDING_BUG=1 (ties round down) / 2 (truncation) and are expected to FAIL the bench.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from cocotb_tools.runner import get_runner
+
+TB = Path(__file__).resolve().parent
+RTL = TB.parent
+
+BENCHES = {  # name -> (toplevel, verilog file, test module, parameters)
+    "requant": ("requant", "requant.v", "test_requant", {}),
+    "requant_bug": ("requant", "requant.v", "test_requant", {"ROUNDING_BUG": 1}),    # ties round down
+    "requant_trunc": ("requant", "requant.v", "test_requant", {"ROUNDING_BUG": 2}),  # no rounding
+    "isqrt": ("isqrt", "isqrt.v", "test_isqrt", {}),
+    "isqrt64": ("isqrt", "isqrt.v", "test_isqrt", {"N_BITS": 64}),
+}
+
+EXPECT_FAIL = {"requant_bug", "requant_trunc"}
+
+
+def run(name: str, build_root: Path | None = None, vectors: Path | None = None) -> tuple[int, int]:
+    """Build and run one bench; returns (tests run, tests failed) from cocotb's results XML."""
+    top, src, module, params = BENCHES[name]
+    build_dir = Path(build_root or RTL / "sim_build") / name
+    runner = get_runner("icarus")
+    runner.build(sources=[RTL / src], hdl_toplevel=top, parameters=params, build_dir=build_dir,
+                 always=True, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    if str(TB) not in sys.path:  # the runner passes this process's sys.path to the simulator as PYTHONPATH
+        sys.path.insert(0, str(TB))
+    env = {}
+    if vectors is not None:
+        env["RTL_VECTORS"] = str(vectors)
+    # Under pytest the runner judges the results itself and calls sys.exit; hide pytest from it so
+    # that this function always returns the counts (the expected-failure benches need them).
+    pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        results = runner.test(test_module=module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                              extra_env=env, results_xml=str(build_dir / "results.xml"),
+                              log_file=build_dir / "sim.log")
+    finally:
+        if pytest_test is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = pytest_test
+    cases = list(ET.parse(results).getroot().iter("testcase"))
+    failed = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
+    return len(cases), failed
+
+
+def main(names) -> int:
+    ok = True
+    for name in names or ["requant", "isqrt", "isqrt64"]:
+        n, failed = run(name)
+        expect_fail = name in EXPECT_FAIL
+        good = n > 0 and (failed > 0 if expect_fail else failed == 0)
+        print(f"{name}: {n} test(s), {failed} failed -> {'as expected' if good else 'UNEXPECTED'}")
+        ok &= good
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
