@@ -160,3 +160,19 @@ def test_broadcast_matmul_path_equals_mm():
     a = torch.randint(-255, 256, (9, 33), generator=g)
     b = torch.randint(-255, 256, (7, 33), generator=g)
     assert torch.equal(it._int_matmul_nt_broadcast(a, b, chunk_elems=100), torch.mm(a, b.t()))
+
+
+GOLDEN_OPS = Path(__file__).resolve().parents[1] / "golden" / "ops"
+PORTED = {"quantize_rows": (it.quantize_rows, RowQuant), "di_matmul": (it.di_matmul, RowQuant),
+          "di_exp": (it.di_exp, ExpOut), "di_softmax": (it.di_softmax, None), "di_rmsnorm": (it.di_rmsnorm, RowQuant)}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", sorted(PORTED))
+def test_port_matches_the_committed_golden_vectors(device, op):
+    from ilsim.golden.verify import verify_callable
+
+    fn, result_type = PORTED[op]
+    report = verify_callable(GOLDEN_OPS, op, wrap(fn, result_type, device))
+    assert report.ok, report.format_text()
+    assert report.summary()["vectors"] > 0
