@@ -238,3 +238,22 @@ def test_cli_exit_codes(golden, results, tmp_path, capsys):
     assert "out.k.npy: missing" in capsys.readouterr().err
     assert main(["verify", str(tmp_path), "--results", str(r)]) == 2
     assert f"no {MANIFEST}" in capsys.readouterr().err
+
+
+def test_model_traces_verify_from_result_files(tmp_path):
+    """The committed model trace: its own outputs pass; one changed logit is found with its bits."""
+    import shutil
+
+    from ilsim.golden.verify import verify_results
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "model"
+    results = tmp_path / "results"
+    shutil.copytree(golden, results)
+    assert verify_results(golden, results).ok
+    path = results / "model" / "1" / "lm_head" / "out.p.npy"
+    logits = np.load(path)
+    logits[0, 5] += 1
+    np.save(path, logits)
+    report = verify_results(golden, results)
+    assert not report.ok and report.summary()["mismatches"] == 1
+    assert "1/lm_head" in report.format_text() and "p[0,5]" in report.format_text()

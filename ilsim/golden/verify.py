@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ilsim.errors import InputError
+from ilsim.golden.model import MODEL_FORMAT
 from ilsim.golden.ops import MANIFEST, MANIFEST_FORMAT, verify_golden_dir
 from ilsim.golden.writers import hex_digits
 from ilsim.hf.safetensors_file import read_tensors
@@ -117,8 +118,8 @@ def load_manifest(golden_dir) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"verify: {path}: unreadable manifest ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise InputError(f"verify: {path}: not an {MANIFEST_FORMAT} manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") not in (MANIFEST_FORMAT, MODEL_FORMAT):
+        raise InputError(f"verify: {path}: not an {MANIFEST_FORMAT} or {MODEL_FORMAT} manifest")
     return manifest
 
 
@@ -137,19 +138,30 @@ def _list_problems(problems: list[str]) -> str:
     return shown + (f"; ... and {more} more" if more > 0 else "")
 
 
+def vector_dir(vec: dict) -> str:
+    """Where a vector's files live, relative to the golden directory: ``<op>/<case>`` for operator
+    vectors, ``model/<step>/<node>`` for a model trace's nodes."""
+    return f"{vec['op']}/{vec['case']}" if "case" in vec else f"model/{vec['step']}/{vec['node']}"
+
+
+def vector_label(vec: dict) -> str:
+    """The case name of an operator vector, or ``<step>/<node>`` of a model trace's node."""
+    return vec["case"] if "case" in vec else f"{vec['step']}/{vec['node']}"
+
+
 def _golden_tensor(golden_dir: Path, vec: dict, tensor: dict) -> np.ndarray:
     """A tensor of a golden vector, from its .npy, else its .hex, else the case's .safetensors."""
-    stem = f"{vec['op']}/{vec['case']}/{tensor['name']}"
+    stem = f"{vector_dir(vec)}/{tensor['name']}"
     files = vec["files"]
     if f"{stem}.npy" in files:
         return np.load(golden_dir / f"{stem}.npy", allow_pickle=False)
     if f"{stem}.hex" in files:
         arr = read_hex_strict(golden_dir / f"{stem}.hex", tensor)
         return arr.astype(tensor["dtype"])
-    st = f"{vec['op']}/{vec['case']}.safetensors"
+    st = f"{vector_dir(vec)}.safetensors"
     if st in files:
         return read_tensors(golden_dir / st, names=[tensor["name"]])[0][tensor["name"]]
-    raise InputError(f"verify: golden vector {vec['op']}/{vec['case']} has no npy, hex or safetensors file "
+    raise InputError(f"verify: golden vector {vector_dir(vec)} has no npy, hex or safetensors file "
                      f"for {tensor['name']} (formats h only?)")
 
 
@@ -332,7 +344,8 @@ def verify_results(golden_dir, results_dir, ops=None) -> VerifyReport:
     """Compare result files another implementation wrote with the golden outputs.
 
     For every vector (of ``ops``, default every operator in the manifest) and output field, reads
-    ``results_dir/<op>/<case>/out.<field>.npy``, or ``.hex`` when there is no .npy. A missing,
+    ``results_dir/<op>/<case>/out.<field>.npy`` (a model trace: ``results_dir/model/<step>/<node>/``),
+    or ``.hex`` when there is no .npy. A missing,
     unreadable or mis-shaped file is an InputError that names every such file.
     """
     golden_dir, results_dir = Path(golden_dir), Path(results_dir)
@@ -344,7 +357,7 @@ def verify_results(golden_dir, results_dir, ops=None) -> VerifyReport:
     for vec in vectors:
         actual = {}
         for t in _out_tensors(vec):
-            case_dir = results_dir / vec["op"] / vec["case"]
+            case_dir = results_dir / vector_dir(vec)
             npy, hexf = case_dir / f"{t['name']}.npy", case_dir / f"{t['name']}.hex"
             path = npy if npy.is_file() else hexf if hexf.is_file() else None
             if path is None:
@@ -360,6 +373,6 @@ def verify_results(golden_dir, results_dir, ops=None) -> VerifyReport:
     report = VerifyReport(str(golden_dir))
     for vec, actual in loaded:
         kwargs, expected = _load_case(golden_dir, vec)
-        report.vectors.append(compare_outputs(vec["op"], vec["case"], vec, expected, actual,
+        report.vectors.append(compare_outputs(vec["op"], vector_label(vec), vec, expected, actual,
                                               _summarise_inputs(kwargs)))
     return report
