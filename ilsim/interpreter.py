@@ -85,12 +85,17 @@ class Interpreter:
             params = {role: self.graph.constants[name] for role, name in node.params.items()}
             out = op.run(node, inputs, params, ctx)
             values[node.outputs[0]] = out
-            if self.trace and any(fnmatch.fnmatchcase(node.name, pat) for pat in self.trace):
-                self.traced.setdefault(node.name, []).append(out)
-            if self.audit:
-                self._audit(node, out)
+            self.observe(node, inputs, out)
         state.position += t
         return values[self.graph.outputs[0]]
+
+    def observe(self, node, inputs: dict, out) -> None:
+        """Called after every node with its input values and its output: keeps traced outputs and
+        the width audit. Subclasses may extend it (the golden model-trace writer does)."""
+        if self.trace and any(fnmatch.fnmatchcase(node.name, pat) for pat in self.trace):
+            self.traced.setdefault(node.name, []).append(out)
+        if self.audit:
+            self._audit(node, out)
 
     def _audit(self, node, out) -> None:
         bits, signed = GRAPH_OPS[node.op].output_width(node)

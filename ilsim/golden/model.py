@@ -30,10 +30,9 @@ from ilsim.golden.cases import KBITS, MBITS, TensorSpec
 from ilsim.golden.ops import MANIFEST, _replace_dir
 from ilsim.golden.writers import FORMATS, hex_digits, sha256_file, write_case_files
 from ilsim.graph.format import Graph
-from ilsim.graph.ops import GRAPH_OPS, Context
-from ilsim.interpreter import Interpreter, State
+from ilsim.graph.ops import GRAPH_OPS
+from ilsim.interpreter import Interpreter
 from ilsim.ops._common import storage_dtype
-from ilsim.widths import int_input
 
 MODEL_FORMAT = "ilsim-golden-model"
 MODEL_FORMAT_VERSION = 1
@@ -84,36 +83,18 @@ def graph_sha256(graph: Graph) -> str:
 
 
 class TracingInterpreter(Interpreter):
-    """An Interpreter whose forward also hands each selected node's inputs and output to
-    ``record(node, inputs, output)``. The node loop mirrors Interpreter.forward."""
+    """An Interpreter that also hands each selected node's inputs and output to
+    ``record(node, inputs, output)``."""
 
     def __init__(self, graph: Graph, reference: bool = False, select=None, record=None):
         super().__init__(graph, reference=reference)
         self.select = select or (lambda node: True)
         self.record = record
 
-    def forward(self, token_ids, state: State):
-        ids = int_input(np.asarray(token_ids).reshape(-1), "forward", "token_ids").astype(np.int64)
-        vocab = self.graph.model.vocab_size
-        if int(ids.min()) < 0 or int(ids.max()) >= vocab:
-            bad = int(np.argmax((ids < 0) | (ids >= vocab)))
-            raise InputError(f"token id {int(ids[bad])} at position {bad} is outside the vocabulary [0, {vocab})")
-        t = ids.shape[0]
-        if state.position + t > state.capacity:
-            raise InputError(f"{state.position + t} tokens exceed the context of {state.capacity} positions")
-        ctx = Context(positions=np.arange(state.position, state.position + t, dtype=np.int64),
-                      caches=state.caches, reference=self.reference)
-        values = {self.graph.inputs[0]: ids}
-        for node in self.graph.nodes:
-            op = GRAPH_OPS[node.op]
-            inputs = {role: values[name] for role, name in node.inputs.items()}
-            params = {role: self.graph.constants[name] for role, name in node.params.items()}
-            out = op.run(node, inputs, params, ctx)
-            values[node.outputs[0]] = out
-            if self.record is not None and self.select(node):
-                self.record(node, inputs, out)
-        state.position += t
-        return values[self.graph.outputs[0]]
+    def observe(self, node, inputs: dict, out) -> None:
+        super().observe(node, inputs, out)
+        if self.record is not None and self.select(node):
+            self.record(node, inputs, out)
 
 
 def _check_args(graph: Graph, prompt_ids, new_tokens, layers, formats):
