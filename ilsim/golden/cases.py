@@ -473,6 +473,261 @@ SWIGLU = OpCases(
     random_case=_swiglu_random, edge_cases=_swiglu_edges, output_specs=_swiglu_outputs)
 
 
+# ------------------------------------------------------------------------------- di_matmul_av
+
+def _matmul_av_case(inputs, cfg, zero_rows):
+    attrs = {"p_bits": cfg["p_bits"], "p_frac_bits": cfg["p_bits"], "v_bits": cfg["v_bits"], "acc_bits": 48,
+             "out_bits": cfg["out_bits"], "out_symmetric": cfg["out_symmetric"], "zero_rows": zero_rows}
+    specs = {"p": TensorSpec(cfg["p_bits"], False), "v": TensorSpec(cfg["v_bits"], True), "v_m": SCALE,
+             "v_k": SHIFT}
+    scales = {"in.p": _dyadic(1, "attr.p_frac_bits"), "out.q": _dyadic("out.m", "out.k", "out.zp")}
+    return inputs, attrs, specs, scales
+
+
+def _matmul_av_random(rng, cfg):
+    pb, vb = cfg["p_bits"], cfg["v_bits"]
+    m_rows, t, d = int(rng.integers(1, 5)), int(rng.integers(1, 25)), int(rng.integers(1, 9))
+    p = _ints(rng, 0, (1 << pb) - 1, (m_rows, t), pb, False)
+    p[:, 0] = np.where(p[:, 0] == 0, 1, p[:, 0])
+    v = _ints(rng, _smin(vb), _smax(vb), (t, d), vb, True)
+    v[0, :] = np.where(v[0, :] == 0, 1, v[0, :])
+    v_m, v_k = _row_scales(rng, t, 16, 24)
+    return _matmul_av_case({"p": p, "v": v, "v_m": v_m, "v_k": v_k}, cfg, "zero")
+
+
+def _matmul_av_edges(cfg):
+    pb, vb = cfg["p_bits"], cfg["v_bits"]
+    pmax, vmin, vmax = (1 << pb) - 1, _smin(vb), _smax(vb)
+    t = 24
+
+    def case(label, p, v, v_m, v_k):
+        inputs = {"p": _arr(p, pb, False), "v": _arr(v, vb, True), "v_m": _arr(v_m, MBITS, False),
+                  "v_k": _arr(v_k, KBITS, False)}
+        return (label, *_matmul_av_case(inputs, cfg, "zero"))
+
+    return [
+        # |acc| at its largest: p = 2^p_bits - 1 against v = -2^(v_bits - 1) and m = 2^16 - 1 on every term
+        case("largest_accumulator", [[pmax] * t, [0] * t], [[vmin, vmax]] * t, [(1 << 16) - 1] * t, [16] * t),
+        case("zero_row", [[0] * 4, [pmax, 0, 1, pmax]], [[vmax, vmin, 0], [vmin, vmax, 1], [0, 0, 0], [1, -1, vmax]],
+             [1 << 15] * 4, [16, 20, 24, 16]),
+        case("width_extremes", [[0, pmax] * (t // 2), [pmax, 0] * (t // 2)], [[vmin, vmax], [vmax, vmin]] * (t // 2),
+             [1 << 15, (1 << 16) - 1] * (t // 2), [16, 24] * (t // 2)),
+    ]
+
+
+def _matmul_av_outputs(attrs):
+    signed = bool(attrs["out_symmetric"])
+    return {"q": TensorSpec(attrs["out_bits"], signed), "zp": TensorSpec(attrs["out_bits"], signed),
+            "m": SCALE, "k": SHIFT}
+
+
+MATMUL_AV = OpCases(
+    configs={f"p{p}v{v}o{o}{'s' if sym else 'a'}": {"p_bits": p, "v_bits": v, "out_bits": o, "out_symmetric": sym}
+             for p, v, o, sym in ((8, 8, 8, False), (8, 8, 8, True), (8, 4, 4, False), (4, 2, 2, True))},
+    random_case=_matmul_av_random, edge_cases=_matmul_av_edges, output_specs=_matmul_av_outputs)
+
+
+# ------------------------------------------------------------------------------- di_silu
+
+def _silu_case(inputs, cfg, zero_rows):
+    attrs = {"in_bits": cfg["in_bits"], "order": cfg["order"], "out_bits": cfg["out_bits"], "zero_rows": zero_rows}
+    spec = TensorSpec(cfg["in_bits"], False)
+    specs = {"x": spec, "zp": spec, "m": SCALE, "k": SHIFT}
+    return inputs, attrs, specs, {"in.x": _dyadic("in.m", "in.k", "in.zp"), "out.q": _dyadic("out.m", "out.k", "out.zp")}
+
+
+def _silu_random(rng, cfg):
+    ib = cfg["in_bits"]
+    rows, n = int(rng.integers(1, 5)), int(rng.integers(1, 25))
+    x = _ints(rng, 0, (1 << ib) - 1, (rows, n), ib, False)
+    zp = _ints(rng, 0, (1 << ib) - 1, (rows,), ib, False)
+    m, k = _row_scales(rng, rows, 22, 30)  # as the swiglu gate: |t| of the sigmoid's DI-Exp ~45 .. 11400
+    return _silu_case({"x": x, "zp": zp, "m": m, "k": k}, cfg, "zero")
+
+
+def _silu_edges(cfg):
+    ib = cfg["in_bits"]
+    vmax = (1 << ib) - 1
+
+    def case(label, x, zp, k):
+        rows = len(x)
+        inputs = {"x": _arr(x, ib, False), "zp": _arr(zp, ib, False),
+                  "m": _arr([1 << 15] * rows, MBITS, False), "k": _arr(k, KBITS, False)}
+        return (label, *_silu_case(inputs, cfg, "zero"))
+
+    return [
+        # |x - zp| = 2^in_bits - 1 both ways, at the coarsest and finest sigmoid scale
+        case("width_extremes", [[vmax, 0, vmax, 0], [vmax, 0, 1, vmax]], [0, vmax], [17, 30]),
+        case("zero_range_row", [[3 % (vmax + 1)] * 3, [vmax, 1, 0]], [3 % (vmax + 1), 0], [24, 24]),
+    ]
+
+
+SILU = OpCases(
+    configs={f"i{i}o{o}r{r}": {"in_bits": i, "out_bits": o, "order": r}
+             for i, o in ((8, 8), (4, 4)) for r in (1, 2)},
+    random_case=_silu_random, edge_cases=_silu_edges, output_specs=_swiglu_outputs)
+
+
+# ------------------------------------------------------------------------------- di_layernorm
+
+def _layernorm_case(inputs, cfg, zero_rows):
+    attrs = {"gamma_k": 14, "in_bits": NORM_IN_BITS, "out_bits": cfg["out_bits"],
+             "out_symmetric": cfg["out_symmetric"], "zero_rows": zero_rows}
+    gspec = TensorSpec(GAMMA_BITS, True)
+    specs = {"x": TensorSpec(NORM_IN_BITS, True), "m": SCALE, "k": SHIFT, "gamma": gspec, "beta": gspec}
+    return inputs, attrs, specs, {"in.x": _dyadic("in.m", "in.k"), "in.gamma": _dyadic(1, "attr.gamma_k"),
+                                  "in.beta": _dyadic(1, "attr.gamma_k"),
+                                  "out.q": _dyadic("out.m", "out.k", "out.zp")}
+
+
+def _layernorm_random(rng, cfg):
+    rows, d = int(rng.integers(1, 5)), int(rng.integers(2, 25))
+    x = _ints(rng, _smin(NORM_IN_BITS), _smax(NORM_IN_BITS), (rows, d), NORM_IN_BITS, True)
+    x[:, 0] = np.where(x[:, 0] == x[:, 1], x[:, 1] ^ 1, x[:, 0])  # no accidental constant rows
+    m, k = _row_scales(rng, rows, 8, 24)
+    gamma = _ints(rng, -(1 << 15), 1 << 15, (d,), GAMMA_BITS, True)
+    gamma[gamma == 0] = 1 << 14
+    beta = _ints(rng, -(1 << 15), 1 << 15, (d,), GAMMA_BITS, True)
+    return _layernorm_case({"x": x, "m": m, "k": k, "gamma": gamma, "beta": beta}, cfg, "zero")
+
+
+def _layernorm_edges(cfg):
+    lo, hi = _smin(NORM_IN_BITS), _smax(NORM_IN_BITS)
+    gmin, gmax = _smin(GAMMA_BITS), _smax(GAMMA_BITS)
+    m, k = _arr([1 << 15] * 4, MBITS, False), _arr([8, 16, 24, 30], KBITS, False)
+
+    def case(label, rows, gamma, beta):
+        x = _arr(rows, NORM_IN_BITS, True)
+        r = x.shape[0]
+        inputs = {"x": x, "m": m[:r], "k": k[:r], "gamma": _arr(gamma, GAMMA_BITS, True),
+                  "beta": _arr(beta, GAMMA_BITS, True)}
+        return (label, *_layernorm_case(inputs, cfg, "zero"))
+
+    return [
+        # largest centred values: one element at one extreme, the rest at the other
+        case("width_extremes", [[lo, hi, 1, -1], [lo, hi, hi, hi], [hi, lo, lo, lo], [1, 0, 0, 0]],
+             [gmin, gmax, gmax, gmin], [gmax, gmin, 0, 1]),
+        # constant rows: variance 0, the output is beta alone
+        case("zero_range_row", [[0, 0, 0, 0], [lo, lo, lo, lo], [3, -3, 3, -3]], [1 << 14] * 4, [0, 1 << 14, -1, gmin]),
+    ]
+
+
+LAYERNORM = OpCases(
+    configs={f"{'s' if sym else 'a'}{o}": {"out_bits": o, "out_symmetric": sym}
+             for sym in (False, True) for o in (8, 4)},
+    random_case=_layernorm_random, edge_cases=_layernorm_edges, output_specs=_rmsnorm_outputs)
+
+
+# ------------------------------------------------------------------------------- di_rope
+
+ROPE_FRAC_BITS = 14
+ROPE_POSITIONS = 16
+
+
+def _rope_tables(d):
+    from ilsim.ops.rope import rope_tables
+    tables = rope_tables(ROPE_POSITIONS, d, frac_bits=ROPE_FRAC_BITS)
+    spec = dict(bits=ROPE_FRAC_BITS + 2, signed=True)
+    return _arr(tables.cos, **spec), _arr(tables.sin, **spec)
+
+
+def _rope_case(inputs, cfg):
+    attrs = {"in_bits": cfg["in_bits"], "in_signed": cfg["in_signed"], "table_frac_bits": ROPE_FRAC_BITS,
+             "out_bits": cfg["out_bits"], "out_symmetric": cfg["out_symmetric"], "zero_rows": "zero"}
+    spec = TensorSpec(cfg["in_bits"], cfg["in_signed"])
+    tspec = TensorSpec(ROPE_FRAC_BITS + 2, True)
+    specs = {"x": spec, "zp": spec, "m": SCALE, "k": SHIFT, "positions": TensorSpec(16, False),
+             "cos": tspec, "sin": tspec}
+    return inputs, attrs, specs, {"in.x": _dyadic("in.m", "in.k", "in.zp"), "in.cos": _dyadic(1, "attr.table_frac_bits"),
+                                  "in.sin": _dyadic(1, "attr.table_frac_bits"),
+                                  "out.q": _dyadic("out.m", "out.k", "out.zp")}
+
+
+def _rope_lims(cfg):
+    ib = cfg["in_bits"]
+    return (_smin(ib), _smax(ib)) if cfg["in_signed"] else (0, (1 << ib) - 1)
+
+
+def _rope_random(rng, cfg):
+    ib, (lo, hi) = cfg["in_bits"], _rope_lims(cfg)
+    t_len, d = int(rng.integers(1, 5)), 2 * int(rng.integers(1, 9))
+    x = _ints(rng, lo, hi, (t_len, d), ib, cfg["in_signed"])
+    zp = _ints(rng, lo, hi, (t_len,), ib, cfg["in_signed"])
+    m, k = _row_scales(rng, t_len, 16, 24)
+    positions = _ints(rng, 0, ROPE_POSITIONS - 1, (t_len,), 16, False)
+    cos, sin = _rope_tables(d)
+    return _rope_case({"x": x, "zp": zp, "m": m, "k": k, "positions": positions, "cos": cos, "sin": sin}, cfg)
+
+
+def _rope_edges(cfg):
+    ib, (lo, hi) = cfg["in_bits"], _rope_lims(cfg)
+    d = 8
+    cos, sin = _rope_tables(d)
+    last = ROPE_POSITIONS - 1
+    # positions 0 (identity rotation) and the last table row; |x - zp| at its widest; a zero row
+    x = _arr([[hi] * 4 + [lo] * 4, [lo, hi] * 4, [hi] * 8, [lo] * 4 + [hi] * 4], ib, cfg["in_signed"])
+    zp = _arr([lo, hi, hi, lo], ib, cfg["in_signed"])
+    inputs = {"x": x, "zp": zp, "m": _arr([(1 << 16) - 1, 1 << 15, 1 << 15, (1 << 16) - 1], MBITS, False),
+              "k": _arr([16, 20, 24, 16], KBITS, False), "positions": _arr([0, last, 0, last], 16, False),
+              "cos": cos, "sin": sin}
+    return [("positions_and_extremes", *_rope_case(inputs, cfg))]
+
+
+ROPE = OpCases(
+    configs={f"{'s' if sgn else 'u'}{i}o{o}{'s' if sym else 'a'}":
+             {"in_bits": i, "in_signed": sgn, "out_bits": o, "out_symmetric": sym}
+             for i, sgn, o, sym in ((8, False, 8, False), (8, True, 8, True), (4, False, 4, False), (16, True, 8, True))},
+    random_case=_rope_random, edge_cases=_rope_edges, output_specs=_rmsnorm_outputs)
+
+
+# ------------------------------------------------------------------------------- embedding_lookup
+
+EMBED_VOCAB = 16
+
+
+def _embedding_case(inputs, cfg):
+    specs = {"ids": TensorSpec(16, False), "table": TensorSpec(cfg["bits"], True), "table_m": SCALE,
+             "table_k": SHIFT}
+    return inputs, {"bits": cfg["bits"]}, specs, {"in.table": _dyadic("in.table_m", "in.table_k"),
+                                                  "out.q": _dyadic("out.m", "out.k", "out.zp")}
+
+
+def _embedding_table(rng, bits, d):
+    table = _ints(rng, _smin(bits) + 1, _smax(bits), (EMBED_VOCAB, d), bits, True)
+    table[0, :] = _smax(bits)
+    table[EMBED_VOCAB - 1, :] = -_smax(bits)
+    table_m, table_k = _row_scales(rng, EMBED_VOCAB, 8, 30)
+    return table, table_m, table_k
+
+
+def _embedding_random(rng, cfg):
+    d, n = int(rng.integers(1, 25)), int(rng.integers(1, 9))
+    table, table_m, table_k = _embedding_table(rng, cfg["bits"], d)
+    ids = _ints(rng, 0, EMBED_VOCAB - 1, (n,), 16, False)
+    return _embedding_case({"ids": ids, "table": table, "table_m": table_m, "table_k": table_k}, cfg)
+
+
+def _embedding_edges(cfg):
+    rng = np.random.default_rng(case_seed(DEFAULT_SEED, "embedding_lookup_edges", str(cfg["bits"])))
+    table, table_m, table_k = _embedding_table(rng, cfg["bits"], 8)
+    table[1, :] = 0  # an all-zero row (m = 0, k = 0 as the offline quantizer writes it)
+    table_m[1], table_k[1] = 0, 0
+    table[2, :] = _smin(cfg["bits"])
+    last = EMBED_VOCAB - 1
+    ids = _arr([[0, last, 1], [2, last, 0]], 16, False)
+    return [("ids_0_and_last", *_embedding_case({"ids": ids, "table": table, "table_m": table_m,
+                                                 "table_k": table_k}, cfg))]
+
+
+def _embedding_outputs(attrs):
+    return {"q": TensorSpec(attrs["bits"], True), "zp": TensorSpec(attrs["bits"], True), "m": SCALE, "k": SHIFT}
+
+
+EMBEDDING = OpCases(
+    configs={f"b{b}": {"bits": b} for b in (8, 4, 16)},
+    random_case=_embedding_random, edge_cases=_embedding_edges, output_specs=_embedding_outputs)
+
+
 GOLDEN_OPS: dict[str, OpCases] = {
     "quantize_rows": QUANTIZE,
     "di_matmul": MATMUL,
@@ -481,6 +736,11 @@ GOLDEN_OPS: dict[str, OpCases] = {
     "di_rmsnorm": RMSNORM,
     "residual_add": RESIDUAL,
     "di_swiglu": SWIGLU,
+    "di_matmul_av": MATMUL_AV,
+    "di_silu": SILU,
+    "di_layernorm": LAYERNORM,
+    "di_rope": ROPE,
+    "embedding_lookup": EMBEDDING,
 }
 
 
