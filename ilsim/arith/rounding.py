@@ -48,6 +48,14 @@ def as_rounding(mode) -> Rounding:
         raise InputError(f"unknown rounding mode {mode!r}; expected one of: {names}") from None
 
 
+def op_rounding(op: str, mode) -> Rounding:
+    """:func:`as_rounding` for an operator's ``rounding`` attribute: the error names ``op``."""
+    try:
+        return as_rounding(mode)
+    except InputError as err:
+        raise InputError(f"{op}: {err}") from None
+
+
 def _round_quotient(q: int, twice_rem: int, divisor: int, negative: bool, mode: Rounding) -> int:
     """Given floor quotient q and remainder r (0 <= r < divisor, passed as 2r), apply the mode."""
     if mode is Rounding.FLOOR:

@@ -36,12 +36,10 @@ import numba
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, rshift_round,
-                                  rshift_round_reference)
+from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round, rshift_round_reference
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import storage_dtype
-from ilsim.ops.quantize import (ZERO_ROW_POLICIES, RowQuant, quantize_rows,
-                                quantize_rows_reference)
+from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
 from ilsim.widths import check_width, check_width_int, int_input, is_int, require_attr, require_shape
 
 OP_ACC = "matmul_accumulate"
@@ -82,10 +80,7 @@ def _int_attr(value, lo: int, hi: int, op: str, name: str) -> int:
 
 def _rounding_attr(rounding, op: str):
     """The named rounding mode; an unknown name is an InputError naming the operator."""
-    try:
-        return as_rounding(rounding)
-    except InputError as err:
-        raise InputError(f"{op}: {err}") from None
+    return op_rounding(op, rounding)
 
 
 def _bool_attr(value, op: str, name: str) -> bool:
@@ -151,8 +146,7 @@ def _output_attrs(op, out_bits, out_symmetric, zero_rows, in_bits: int) -> None:
     """The attributes handed to quantize_rows, checked here so the error names this operator."""
     out_bits = _int_attr(out_bits, 2, 16, op, "out_bits")
     _bool_attr(out_symmetric, op, "out_symmetric")
-    require_attr(zero_rows in ZERO_ROW_POLICIES, op,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
+    require_zero_rows(op, zero_rows)
     require_attr(in_bits + out_bits <= MAX_WIDE_BITS, op,
                  f"the quantized input width ({in_bits} bits) + out_bits ({out_bits}) must be "
                  f"<= {MAX_WIDE_BITS}, got {in_bits + out_bits}")

@@ -35,10 +35,10 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.isqrt import ISQRT_MAX, isqrt_reference
 from ilsim.arith.jit import div_round_i64, mode_code
-from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, as_rounding, div_round_reference
+from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
-from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
+from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape)
 
@@ -93,12 +93,8 @@ def _check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bit
     require_attr(0 <= gamma_k <= MAX_SHIFT - out_frac_bits, op,
                  f"gamma_k must be in [0, 63 - out_frac_bits] = [0, {MAX_SHIFT - out_frac_bits}] "
                  f"(the output shift G + gamma_k is a scale shift), got {gamma_k}")
-    require_attr(zero_rows in ZERO_ROW_POLICIES, op,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
-    try:
-        mode = as_rounding(rounding)
-    except InputError as err:
-        raise InputError(f"{op}: {err}") from None
+    require_zero_rows(op, zero_rows)
+    mode = op_rounding(op, rounding)
     return NormAttrs(op, int(in_bits), int(eps_m), int(eps_k), int(rms_frac_bits), int(out_frac_bits),
                      int(out_bits), bool(out_symmetric), int(mbits), int(y_bits), mode, zero_rows,
                      int(gamma_k))

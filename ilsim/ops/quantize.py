@@ -36,6 +36,12 @@ OP = "quantize_rows"
 ZERO_ROW_POLICIES = ("error", "zero")
 
 
+def require_zero_rows(op: str, zero_rows: str) -> None:
+    """InputError naming ``op`` unless ``zero_rows`` is one of ZERO_ROW_POLICIES."""
+    require_attr(zero_rows in ZERO_ROW_POLICIES, op,
+                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
+
+
 class RowQuant(NamedTuple):
     """A per-row quantized tensor: real[r, j] = m[r] / 2^k[r] * (q[r, j] - zp[r])."""
 
@@ -88,8 +94,7 @@ def _check_attrs(bits: int, symmetric: bool, in_bits: int, mbits: int, zero_rows
     require_attr(2 <= in_bits and in_bits + bits <= 62, OP,
                  f"in_bits must be >= 2 with in_bits + bits <= 62, got in_bits={in_bits}, bits={bits}")
     require_attr(2 <= mbits <= 30, OP, f"mbits must be in [2, 30], got {mbits}")
-    require_attr(zero_rows in ZERO_ROW_POLICIES, OP,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
+    require_zero_rows(OP, zero_rows)
 
 
 def _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor):

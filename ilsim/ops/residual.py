@@ -22,11 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS
-from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, rshift_round,
-                                  rshift_round_reference)
+from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round, rshift_round_reference
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
-from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
+from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
                           require_int_attrs)
 
@@ -49,12 +48,8 @@ def _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, 
     require_attr(sum_bits(a_bits, b_bits, mbits) + out_bits <= 62, OP,
                  f"max(a_bits, b_bits) + mbits + 2 + out_bits must be <= 62, got "
                  f"{sum_bits(a_bits, b_bits, mbits) + out_bits}")
-    require_attr(zero_rows in ZERO_ROW_POLICIES, OP,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
-    try:
-        return as_rounding(rounding)
-    except InputError as err:
-        raise InputError(f"{OP}: {err}") from None
+    require_zero_rows(OP, zero_rows)
+    return op_rounding(OP, rounding)
 
 
 def _operand(v, zp, m, k, bits, signed, mbits, name, shape=None):

@@ -28,10 +28,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.rounding import DEFAULT_ROUNDING, as_rounding
+from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding
 from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, row_scale_arrays, storage_dtype
-from ilsim.ops.quantize import ZERO_ROW_POLICIES, RowQuant, quantize_rows, quantize_rows_reference
+from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, is_int, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape)
 
@@ -248,12 +248,8 @@ def _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, m
     require_attr(y_bits(in_bits, table_frac_bits) + out_bits <= 62, OP,
                  f"in_bits + table_frac_bits + 2 + out_bits must be <= 62, got "
                  f"{y_bits(in_bits, table_frac_bits) + out_bits}")
-    require_attr(zero_rows in ZERO_ROW_POLICIES, OP,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
-    try:
-        return as_rounding(rounding)
-    except InputError as err:
-        raise InputError(f"{OP}: {err}") from None
+    require_zero_rows(OP, zero_rows)
+    return op_rounding(OP, rounding)
 
 
 def _inputs(x, zp, m, k, positions, cos, sin, in_bits, in_signed, frac_bits, mbits):

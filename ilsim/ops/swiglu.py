@@ -35,8 +35,8 @@ from ilsim.errors import InputError, WidthError
 from ilsim.ops.exp import (exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
                            scale_input, shaped_input, shift_input)
-from ilsim.ops.quantize import (ZERO_ROW_POLICIES, RowQuant, output_levels, quantize_rows,
-                                quantize_rows_reference, row_output_scale)
+from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows, quantize_rows_reference,
+                                require_zero_rows, row_output_scale)
 from ilsim.widths import check_width, require_attr, require_shape
 
 OP_SILU = "di_silu"
@@ -123,8 +123,7 @@ def _attrs(op, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order
     require_attr(isinstance(out_symmetric, (bool, np.bool_)), op,
                  f"out_symmetric must be a bool, got {out_symmetric!r}")
     require_order(order, op)
-    require_attr(zero_rows in ZERO_ROW_POLICIES, op,
-                 f"zero_rows must be one of {ZERO_ROW_POLICIES}, got {zero_rows!r}")
+    require_zero_rows(op, zero_rows)
     try:
         as_rounding(rounding)
     except InputError as err:
