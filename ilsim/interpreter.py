@@ -60,6 +60,15 @@ class Interpreter:
     audit: bool = False
     traced: dict = field(default_factory=dict)
     widths: dict = field(default_factory=dict)
+    prepared: dict = field(default_factory=dict)   # node name -> GraphOp.prepare result (fast path)
+
+    def __post_init__(self):
+        if not self.reference:
+            for node in self.graph.nodes:
+                params = {role: self.graph.constants[name] for role, name in node.params.items()}
+                prepared = GRAPH_OPS[node.op].prepare(node, params)
+                if prepared is not None:
+                    self.prepared[node.name] = prepared
 
     def new_state(self, capacity: int | None = None) -> State:
         capacity = capacity or self.graph.model.max_positions
@@ -77,7 +86,7 @@ class Interpreter:
         if state.position + t > state.capacity:
             raise InputError(f"{state.position + t} tokens exceed the context of {state.capacity} positions")
         ctx = Context(positions=np.arange(state.position, state.position + t, dtype=np.int64),
-                      caches=state.caches, reference=self.reference)
+                      caches=state.caches, reference=self.reference, prepared=self.prepared)
         values = {self.graph.inputs[0]: ids}
         for node in self.graph.nodes:
             op = GRAPH_OPS[node.op]

@@ -57,13 +57,13 @@ def check_width_int(value: int, bits: int, signed: bool, op: str, tensor: str) -
     return value
 
 
-def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = True,
-              ndim: int | None = None, allow_empty: bool = False) -> np.ndarray:
-    """Validate an operator input and return it as a C-contiguous int64 array.
+def int_operand(x, op: str, name: str, bits: int | None = None, signed: bool = True,
+                ndim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """Validate an operator input and return it C-contiguous in its own integer dtype.
 
     Rejects (InputError, naming ``op`` and ``name``): non-integer dtypes (bool and float
-    included), the wrong number of dimensions, empty arrays (unless allowed), and values outside
-    the declared width when ``bits`` is given.
+    included), the wrong number of dimensions, empty arrays (unless allowed), uint64 values of
+    2^63 or more, and values outside the declared width when ``bits`` is given.
     """
     if isinstance(x, (bool, float)) or (isinstance(x, np.ndarray) and x.dtype.kind not in "iu"):
         dtype = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
@@ -71,20 +71,28 @@ def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = Tru
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
         raise InputError(f"{op}: {name} must be an integer array, got dtype {arr.dtype}")
-    if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= 1 << 63:
-        raise InputError(f"{op}: {name} holds a uint64 value >= 2^63, outside every supported width")
     if ndim is not None and arr.ndim != ndim:
         raise InputError(f"{op}: {name} must have {ndim} dimension(s), got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise InputError(f"{op}: {name} is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)  # keeps a 0-d input 0-d
-    if bits is not None:
-        lo, hi = int_range(bits, signed)
-        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-            idx, val = _first_outside(arr, lo, hi)
-            raise InputError(f"{op}: {_element(name, idx)} = {val} is outside its declared "
-                             f"width {describe(bits, signed)}")
-    return arr
+    if arr.size:
+        lo_seen, hi_seen = int(arr.min()), int(arr.max())
+        if arr.dtype == np.uint64 and hi_seen >= 1 << 63:
+            raise InputError(f"{op}: {name} holds a uint64 value >= 2^63, outside every supported width")
+        if bits is not None:
+            lo, hi = int_range(bits, signed)
+            if lo_seen < lo or hi_seen > hi:
+                idx, val = _first_outside(arr, lo, hi)
+                raise InputError(f"{op}: {_element(name, idx)} = {val} is outside its declared "
+                                 f"width {describe(bits, signed)}")
+    return np.ascontiguousarray(arr).reshape(arr.shape)  # keeps a 0-d input 0-d
+
+
+def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = True,
+              ndim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """:func:`int_operand`, returned as a C-contiguous int64 array."""
+    arr = int_operand(x, op, name, bits, signed, ndim, allow_empty)
+    return np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)
 
 
 def require_shape(arr: np.ndarray, shape: tuple, op: str, name: str) -> None:

@@ -82,6 +82,34 @@ def test_di_matmul_fast_path_equals_reference_for_every_output_width(out_bits, d
     assert assert_same_outcome("di_matmul", case) is not None  # valid cases never raise
 
 
+def _prepared(name: str, case: dict):
+    """Call di_matmul(_wide)_prepared on a case, the weight prepared in its storage dtype."""
+    b = np.asarray(case["b"])
+    storage = b.astype(np.int64).astype(mm.storage_dtype(case["b_bits"], case.get("b_signed", True)))
+    weight = mm.prepare_weight(storage, case["b_zp"], case["b_m"], case["b_k"], b_bits=case["b_bits"],
+                               b_signed=case.get("b_signed", True), mbits=case.get("mbits", mm.DEFAULT_MBITS),
+                               rounding=case.get("rounding", mm.DEFAULT_ROUNDING))
+    rest = {key: value for key, value in case.items()
+            if key not in ("b", "b_zp", "b_m", "b_k", "b_bits", "b_signed", "mbits", "rounding")}
+    return getattr(mm, f"{name}_prepared")(weight=weight, **rest)
+
+
+@pytest.mark.parametrize("name", ["di_matmul_wide", "di_matmul"])
+@given(data=st.data())
+def test_prepared_weight_path_equals_reference_bit_for_bit(name, data):
+    case = data.draw(di_matmul_cases() if name == "di_matmul" else di_matmul_wide_cases())
+    want = getattr(mm, f"{name}_reference")(**case)
+    assert_identical(_prepared(name, case), want)
+
+
+def test_prepared_weight_keeps_its_dtype_and_is_validated_once():
+    b = np.array([[0, 255], [7, 9]], dtype=np.uint8)
+    weight = mm.prepare_weight(b, [0, 3], [40000, 50000], [20, 22], b_bits=8, b_signed=False)
+    assert weight.b.dtype == np.uint8 and weight.kref == 20 and weight.max_abs_b == 255
+    with pytest.raises(InputError, match=r"^di_matmul: b\[0,1\] = 255 is outside its declared width int8"):
+        mm.prepare_weight(b, [0, 3], [40000, 50000], [20, 22], b_bits=8, b_signed=True)
+
+
 @given(di_matmul_av_wide_cases(valid_only=False))
 def test_av_wide_fast_path_equals_reference_bit_for_bit(case):
     assert_same_outcome("di_matmul_av_wide", case)

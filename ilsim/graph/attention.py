@@ -19,6 +19,11 @@ p_0..p_{T-1} (consecutive, continuing the cache):
 The 1/sqrt(d) of scaled dot-product attention is folded into W_q at export.
 A score row whose values are all zero gets scale 1/1 before the softmax (all inputs equal: the
 softmax is uniform whatever the scale), so no zero multiplier reaches DI-Exp.
+
+Execution: every step above works row by row (one row = one token of one head), except the
+folds over the cache (kref of K_g, kref of V), which are shared by the heads of a kv group. So
+the op runs each step once for all heads (RoPE) or once per kv group (the heads of a group
+stacked as rows), which gives the same integers as the per-head loop the contract describes.
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ from fractions import Fraction
 
 import numpy as np
 
-from ilsim.errors import InputError
+from ilsim.arith.dyadic import MAX_SHIFT
+from ilsim.arith.rounding import DEFAULT_ROUNDING, rshift_round
+from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.graph.format import GraphError
 from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
-from ilsim.ops.quantize import RowQuant
+from ilsim.kernels import attention as attention_kernels
+from ilsim.ops._common import row_scale_arrays
+from ilsim.ops.quantize import RowQuant, quantize_rows_2d
+from ilsim.ops.softmax import softmax_rows
+from ilsim.widths import int_operand
 
 
 class KVCache:
-    """Integer K and V caches of one attention node, preallocated for ``capacity`` positions."""
+    """Integer K and V caches of one attention node, preallocated for ``capacity`` positions,
+    one [capacity, head_dim] block per kv head (so a head's rows are contiguous)."""
 
     def __init__(self, num_kv_heads: int, head_dim: int, capacity: int, k_dtype, v_dtype):
         self.length = 0
@@ -42,7 +54,7 @@ class KVCache:
         self.k_zp = np.zeros((num_kv_heads, capacity), dtype=np.int64)
         self.k_m = np.zeros((num_kv_heads, capacity), dtype=np.int64)
         self.k_k = np.zeros((num_kv_heads, capacity), dtype=np.int64)
-        self.v_q = np.zeros((capacity, num_kv_heads * head_dim), dtype=v_dtype)
+        self.v_q = np.zeros((num_kv_heads, capacity, head_dim), dtype=v_dtype)
         self.v_m = np.zeros(capacity, dtype=np.int64)
         self.v_k = np.zeros(capacity, dtype=np.int64)
 
@@ -86,7 +98,6 @@ class AttentionOp(GraphOp):
     def run(self, node, inputs, params, ctx):
         a = {key: self.attr(node, key) for key in self.attrs}
         q, k, v = inputs["q"], inputs["k"], inputs["v"]
-        h_count, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
         cache: KVCache = ctx.caches[node.name]
         positions = np.asarray(ctx.positions, dtype=np.int64)
         t = positions.shape[0]
@@ -97,50 +108,138 @@ class AttentionOp(GraphOp):
         if start + t > cache.k_q.shape[1]:
             raise InputError(f"attention {node.name}: {start + t} positions exceed the context of "
                              f"{cache.k_q.shape[1]}")
+        # the table rows of these positions only (di_rope reads cos[positions], sin[positions])
+        cos, sin = params["cos"][start:start + t], params["sin"][start:start + t]
         rope = implementation("ilsim.ops.rope", "di_rope", ctx.reference)
-        wide = implementation("ilsim.ops.matmul", "di_matmul_wide", ctx.reference)
-        requant = implementation("ilsim.ops.quantize", "quantize_rows", ctx.reference)
-        softmax = implementation("ilsim.ops.softmax", "di_softmax", ctx.reference)
-        av_wide = implementation("ilsim.ops.matmul", "di_matmul_av_wide", ctx.reference)
-        cos, sin = params["cos"], params["sin"]
 
-        def rotate(x: RowQuant, head: int) -> RowQuant:
-            return rope(x.q[:, head * d:(head + 1) * d], x.zp, x.m, x.k, positions, cos, sin,
-                        in_bits=a["in_bits"], in_signed=False, table_frac_bits=a["rope_frac_bits"],
-                        out_bits=a["qk_bits"], zero_rows="zero")
+        def rotate(x: RowQuant, heads: int) -> RowQuant:
+            """di_rope of every head at once: rows [heads, T], each with its token's scale."""
+            per_head = x.q.reshape(t, heads, a["head_dim"]).transpose(1, 0, 2)
+            return rope(per_head, x.zp, x.m, x.k, np.arange(t, dtype=np.int64), cos, sin, in_bits=a["in_bits"],
+                        in_signed=False, table_frac_bits=a["rope_frac_bits"], out_bits=a["qk_bits"],
+                        zero_rows="zero")
 
-        stop = start + t
-        for g in range(hkv):
-            kr = rotate(k, g)
-            cache.k_q[g, start:stop], cache.k_zp[g, start:stop] = kr.q, kr.zp
-            cache.k_m[g, start:stop], cache.k_k[g, start:stop] = kr.m, kr.k
-        cache.v_q[start:stop], cache.v_m[start:stop], cache.v_k[start:stop] = v.q, v.m, v.k
-        cache.length = stop
+        _append(cache, rotate(k, a["num_kv_heads"]), v, a, node.name)
+        qr = rotate(q, a["num_heads"])                                   # [H, T, d]
+        if ctx.reference:
+            return _heads_by_group(a, qr, cache, positions, reference=True)
+        try:
+            return _all_heads(a, qr, cache, positions)
+        except IlsimError as fast_error:
+            # report the error exactly as the per-group steps of the contract do
+            _heads_by_group(a, qr, cache, positions, reference=False)
+            raise AssertionError(f"attention {node.name}: the all-heads path raised {fast_error!r} where "
+                                 f"the per-group path did not") from fast_error
 
-        causal = np.arange(stop)[None, :] <= positions[:, None]          # [T, S]
-        clip = Fraction(a["clip_num"], a["clip_den"])
-        heads, row_scale = [], None
-        for h in range(h_count):
-            g = h // (h_count // hkv)
-            qr = rotate(q, h)
-            scores = wide(qr.q, qr.zp, qr.m, qr.k, cache.k_q[g, :stop], cache.k_zp[g, :stop],
-                          cache.k_m[g, :stop], cache.k_k[g, :stop], a_bits=a["qk_bits"], b_bits=a["qk_bits"],
-                          a_signed=False, b_signed=False, acc_bits=a["score_acc_bits"])
-            masked = np.where(causal, scores.p, 0)
-            sq = requant(masked, scores.m, scores.k, bits=a["score_bits"], symmetric=True,
-                         in_bits=a["score_acc_bits"] + MBITS, zero_rows="zero")
-            flat = sq.m == 0
-            sm, sk = np.where(flat, 1, sq.m), np.where(flat, 0, sq.k)
-            probs = softmax(sq.q, sm, sk, in_bits=a["score_bits"], clip=clip, out_bits=a["p_bits"],
-                            out_frac_bits=a["p_frac_bits"], mask=causal, order=a["exp_order"])
-            o = av_wide(probs, cache.v_q[:stop, g * d:(g + 1) * d], cache.v_m[:stop], cache.v_k[:stop],
-                        p_bits=a["p_bits"], p_frac_bits=a["p_frac_bits"], v_bits=a["v_bits"],
-                        acc_bits=a["av_acc_bits"])
-            heads.append(o.p)
-            row_scale = (o.m, o.k)
-        out = np.concatenate(heads, axis=1)
-        return requant(out, row_scale[0], row_scale[1], bits=a["out_bits"], in_bits=a["av_acc_bits"],
-                       zero_rows="zero")
+
+def _append(cache: KVCache, kr: RowQuant, v: RowQuant, a: dict, name: str) -> None:
+    """Append the rotated keys [Hkv, T, d] and the values (checked against v_bits) to the cache."""
+    hkv, d = a["num_kv_heads"], a["head_dim"]
+    v_q = int_operand(v.q, f"attention {name}", "v", bits=a["v_bits"], signed=True, ndim=2)
+    v_m, v_k = row_scale_arrays(v.m, v.k, (v_q.shape[0],), f"attention {name}", "v", mbits=MBITS)
+    start, stop = cache.length, cache.length + v_q.shape[0]
+    cache.k_q[:, start:stop], cache.k_zp[:, start:stop] = kr.q, kr.zp
+    cache.k_m[:, start:stop], cache.k_k[:, start:stop] = kr.m, kr.k
+    cache.v_q[:, start:stop] = v_q.reshape(-1, hkv, d).transpose(1, 0, 2)
+    cache.v_m[start:stop], cache.v_k[start:stop] = v_m, v_k
+    cache.length = stop
+
+
+def _causal(positions: np.ndarray, stop: int, group: int) -> np.ndarray:
+    """keep[(h, t), s] = s <= p_t for the rows of ``group`` heads: [group * T, stop]."""
+    return np.tile(np.arange(stop)[None, :] <= positions[:, None], (group, 1))
+
+
+def _softmax_input(sq: RowQuant):
+    """A zero score row gets scale 1/1 (its softmax is uniform whatever the scale)."""
+    flat = sq.m == 0
+    return np.where(flat, 1, sq.m), np.where(flat, 0, sq.k)
+
+
+def _heads_by_group(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray, reference: bool):
+    """The contract's steps as operator calls, the heads of one kv group stacked as rows."""
+    wide = implementation("ilsim.ops.matmul", "di_matmul_wide", reference)
+    requant = implementation("ilsim.ops.quantize", "quantize_rows", reference)
+    softmax = implementation("ilsim.ops.softmax", "di_softmax", reference)
+    av_wide = implementation("ilsim.ops.matmul", "di_matmul_av_wide", reference)
+    h_count, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
+    group, t, stop = h_count // hkv, positions.shape[0], cache.length
+    causal = _causal(positions, stop, group)
+    clip = Fraction(a["clip_num"], a["clip_den"])
+    out = np.empty((t, h_count, d), dtype=np.int64)
+    row_scale = None
+    for g in range(hkv):
+        heads = slice(g * group, (g + 1) * group)                     # this group's rows: [G*T]
+        rows = (qr.q[heads].reshape(group * t, d), qr.zp[heads].reshape(-1), qr.m[heads].reshape(-1),
+                qr.k[heads].reshape(-1))
+        scores = wide(*rows, cache.k_q[g, :stop], cache.k_zp[g, :stop], cache.k_m[g, :stop],
+                      cache.k_k[g, :stop], a_bits=a["qk_bits"], b_bits=a["qk_bits"], a_signed=False,
+                      b_signed=False, acc_bits=a["score_acc_bits"])
+        masked = np.where(causal, scores.p, 0)
+        sq = requant(masked, scores.m, scores.k, bits=a["score_bits"], symmetric=True,
+                     in_bits=a["score_acc_bits"] + MBITS, zero_rows="zero")
+        probs = softmax(sq.q, *_softmax_input(sq), in_bits=a["score_bits"], clip=clip, out_bits=a["p_bits"],
+                        out_frac_bits=a["p_frac_bits"], mask=causal, order=a["exp_order"])
+        o = av_wide(probs, cache.v_q[g, :stop], cache.v_m[:stop], cache.v_k[:stop], p_bits=a["p_bits"],
+                    p_frac_bits=a["p_frac_bits"], v_bits=a["v_bits"], acc_bits=a["av_acc_bits"])
+        out[:, heads] = o.p.reshape(group, t, d).transpose(1, 0, 2)
+        row_scale = (o.m[:t], o.k[:t])   # m = 1, k = p_frac_bits + kref(V): the same for every row
+    return requant(out.reshape(t, h_count * d), row_scale[0], row_scale[1], bits=a["out_bits"],
+                   in_bits=a["av_acc_bits"], zero_rows="zero")
+
+
+def _fold(m: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of [rows, S] scales: kref = min k, m' = round_half_up(m / 2^(k - kref)) (DI-MatMul's fold)."""
+    kref = k.min(axis=-1, keepdims=True)
+    return rshift_round(m, k - kref), kref[..., 0]
+
+
+def _width_bounds(bits: int) -> tuple[np.int64, np.int64]:
+    hi = (1 << (bits - 1)) - 1
+    return np.int64(-hi - 1), np.int64(hi)
+
+
+def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
+    """The same integers as :func:`_heads_by_group` with one kernel call per step for all heads.
+    Raises an IlsimError where any step would fail (the caller then reports it per group)."""
+    h_count, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
+    group, t, stop = h_count // hkv, positions.shape[0], cache.length
+    rows = h_count * t
+    # scores: fold K's per-position scales per kv group, then every head's exact products
+    k_mf, k_ref = _fold(cache.k_m[:, :stop], cache.k_k[:, :stop])
+    k_out = qr.k + k_ref[np.arange(h_count) // group][:, None]       # [H, T]
+    if int(k_out.max()) > MAX_SHIFT:
+        raise WidthError("attention: a score row's scale shift exceeds 63")
+    p = np.empty((rows, stop), dtype=np.int64)
+    bad = np.empty(rows, dtype=np.int8)
+    attention_kernels.scores(qr.q, qr.zp, cache.k_q, cache.k_zp, k_mf, group, stop,
+                             *_width_bounds(a["score_acc_bits"]), p, bad)
+    if bad.any():
+        raise WidthError("attention: a score accumulator overflows its width")
+    causal = _causal(positions, stop, h_count)
+    p[~causal] = 0
+    sq = quantize_rows_2d(p, qr.m.reshape(-1), k_out.reshape(-1), bits=a["score_bits"], symmetric=True,
+                          mbits=MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="scores")
+    sm, sk = _softmax_input(sq)
+    probs = softmax_rows(sq.q, causal, sm, sk, clip=Fraction(a["clip_num"], a["clip_den"]),
+                         in_bits=a["score_bits"], out_bits=a["p_bits"], out_frac_bits=a["p_frac_bits"],
+                         order=a["exp_order"], sum_bits=32)
+    # values: V's per-position scales fold once (shared by every kv head)
+    max_weight = ((1 << a["p_bits"]) - 1) * ((1 << MBITS) - 1)
+    if stop * max_weight * (1 << (a["v_bits"] - 1)) >= 1 << 63:
+        raise InputError("attention: the probability-value sum may leave int64")
+    v_mf, v_ref = _fold(cache.v_m[:stop], cache.v_k[:stop])
+    out = np.empty((t, h_count * d), dtype=np.int64)
+    bad = np.empty(rows, dtype=np.int8)
+    attention_kernels.values(probs, v_mf, cache.v_q, group, t, stop, *_width_bounds(a["av_acc_bits"]), out, bad)
+    if bad.any():
+        raise WidthError("attention: a probability-value accumulator overflows its width")
+    k_final = a["p_frac_bits"] + int(v_ref)
+    if k_final > MAX_SHIFT:
+        raise WidthError("attention: the output scale shift exceeds 63")
+    return quantize_rows_2d(out, np.ones(t, dtype=np.int64), np.full(t, k_final, dtype=np.int64),
+                            bits=a["out_bits"], symmetric=False, mbits=MBITS, mode=DEFAULT_ROUNDING,
+                            zero_rows="zero", tensor="out")
 
 
 register(AttentionOp())

@@ -35,6 +35,7 @@ class Context:
     positions: np.ndarray
     caches: dict = field(default_factory=dict)
     reference: bool = False
+    prepared: dict = field(default_factory=dict)   # node name -> what GraphOp.prepare returned
 
 
 class GraphOp:
@@ -73,6 +74,11 @@ class GraphOp:
         signed = self.attr(node, "out_symmetric") if "out_symmetric" in self.attrs else False
         return self.attr(node, "out_bits"), bool(signed)
 
+    def prepare(self, node: Node, params: dict):
+        """Per-node work done once per graph for the fast path (validated, folded weights), or
+        None. The interpreter passes the result to ``run`` as ``ctx.prepared[node.name]``."""
+        return None
+
     def run(self, node: Node, inputs: dict, params: dict, ctx: Context):
         raise NotImplementedError
 
@@ -103,7 +109,17 @@ class EmbeddingOp(GraphOp):
     def output_width(self, node):
         return self.attr(node, "bits"), True
 
+    def prepare(self, node, params):
+        from ilsim.ops.embedding import prepare_table
+
+        return prepare_table(params["table"], params["table_m"], params["table_k"], bits=self.attr(node, "bits"))
+
     def run(self, node, inputs, params, ctx):
+        prepared = ctx.prepared.get(node.name)
+        if prepared is not None and not ctx.reference:
+            from ilsim.ops.embedding import embedding_lookup_prepared
+
+            return embedding_lookup_prepared(inputs["ids"], prepared, bits=self.attr(node, "bits"))
         fn = implementation("ilsim.ops.embedding", "embedding_lookup", ctx.reference)
         return fn(inputs["ids"], params["table"], params["table_m"], params["table_k"], bits=self.attr(node, "bits"))
 
@@ -153,12 +169,28 @@ class MatMulOp(GraphOp):
             return node.attrs["acc_bits"] + MBITS, True
         return super().output_width(node)
 
-    def run(self, node, inputs, params, ctx):
-        a = inputs["a"]
+    def prepare(self, node, params):
+        from ilsim.ops.matmul import prepare_weight
+
         b = params["b"]
         b_k = np.full(b.shape[0], node.attrs["b_shift"], dtype=np.int64)
-        kw = dict(a_bits=node.attrs["a_bits"], b_bits=node.attrs["b_bits"], a_signed=self.attr(node, "a_signed"),
-                  b_signed=self.attr(node, "b_signed"), acc_bits=node.attrs["acc_bits"])
+        return prepare_weight(b, params["b_zp"], params["b_m"], b_k, b_bits=node.attrs["b_bits"],
+                              b_signed=self.attr(node, "b_signed"), op=f"di_matmul {node.name}")
+
+    def run(self, node, inputs, params, ctx):
+        a = inputs["a"]
+        kw = dict(a_bits=node.attrs["a_bits"], a_signed=self.attr(node, "a_signed"), acc_bits=node.attrs["acc_bits"])
+        weight = ctx.prepared.get(node.name)
+        if weight is not None and not ctx.reference:
+            from ilsim.ops import matmul
+
+            if self.attr(node, "wide"):
+                return matmul.di_matmul_wide_prepared(a.q, a.zp, a.m, a.k, weight, **kw)
+            return matmul.di_matmul_prepared(a.q, a.zp, a.m, a.k, weight, out_bits=self.attr(node, "out_bits"),
+                                             out_symmetric=self.attr(node, "out_symmetric"), zero_rows="zero", **kw)
+        b = params["b"]
+        b_k = np.full(b.shape[0], node.attrs["b_shift"], dtype=np.int64)
+        kw.update(b_bits=node.attrs["b_bits"], b_signed=self.attr(node, "b_signed"))
         args = (a.q, a.zp, a.m, a.k, b, params["b_zp"], params["b_m"], b_k)
         if self.attr(node, "wide"):
             return implementation("ilsim.ops.matmul", "di_matmul_wide", ctx.reference)(*args, **kw)

@@ -25,7 +25,7 @@ from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
 from ilsim.errors import InputError
 from ilsim.ops._common import row_scale_arrays, storage_dtype
 from ilsim.ops.quantize import RowQuant
-from ilsim.widths import int_input, is_int, require_attr
+from ilsim.widths import int_input, int_operand, is_int, require_attr
 
 OP = "embedding_lookup"
 TABLE_OP = "quantize_embedding_table"
@@ -47,12 +47,17 @@ def _check_attrs(bits, mbits, op=OP):
     require_attr(2 <= mbits <= 30, op, f"mbits must be in [2, 30], got {mbits}")
 
 
-def _inputs(ids, table, table_m, table_k, bits, mbits):
-    """Validate (InputError naming op and tensor); ids in [0, V) with the first bad one named."""
+def prepare_table(table, table_m, table_k, *, bits=8, mbits=DEFAULT_MBITS) -> EmbeddingTable:
+    """Validate a table once (int{bits} [V, D], its kept dtype; scales [V]) for
+    :func:`embedding_lookup_prepared`."""
     _check_attrs(bits, mbits)
-    table = int_input(table, OP, "table", bits=bits, signed=True, ndim=2)
-    vocab = table.shape[0]
-    table_m, table_k = row_scale_arrays(table_m, table_k, (vocab,), OP, "table", mbits=mbits)
+    table = int_operand(table, OP, "table", bits=bits, signed=True, ndim=2)
+    table_m, table_k = row_scale_arrays(table_m, table_k, (table.shape[0],), OP, "table", mbits=mbits)
+    return EmbeddingTable(table, table_m, table_k)
+
+
+def _ids(ids, vocab: int) -> np.ndarray:
+    """Validate ids (InputError naming op and tensor); ids in [0, V) with the first bad one named."""
     if np.ndim(ids) < 1:  # checked first: int_input returns a 0-d input as shape (1,)
         raise InputError(f"{OP}: ids must have at least one dimension, got a scalar")
     ids = int_input(ids, OP, "ids")
@@ -61,7 +66,13 @@ def _inputs(ids, table, table_m, table_k, bits, mbits):
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{OP}: ids[{','.join(map(str, pos))}] = {int(ids[pos])} is outside the "
                          f"vocabulary [0, {vocab})")
-    return ids, table, table_m, table_k
+    return ids
+
+
+def _inputs(ids, table, table_m, table_k, bits, mbits):
+    """Validate every input: the table first, then the ids."""
+    prepared = prepare_table(table, table_m, table_k, bits=bits, mbits=mbits)
+    return (_ids(ids, prepared.q.shape[0]), *prepared)
 
 
 def _pack(q, m, k, ids_shape, d, bits) -> RowQuant:
@@ -85,9 +96,15 @@ def embedding_lookup_reference(ids, table, table_m, table_k, *, bits=8, mbits=DE
 
 def embedding_lookup(ids, table, table_m, table_k, *, bits=8, mbits=DEFAULT_MBITS) -> RowQuant:
     """Gather table rows and their scales for ids[...]: q int{bits} [..., D], zp = 0, m, k [...]."""
-    ids, table, table_m, table_k = _inputs(ids, table, table_m, table_k, bits, mbits)
-    return RowQuant(q=table[ids].astype(storage_dtype(bits, True)), zp=np.zeros(ids.shape, dtype=np.int64),
-                    m=table_m[ids], k=table_k[ids])
+    prepared = prepare_table(table, table_m, table_k, bits=bits, mbits=mbits)
+    return embedding_lookup_prepared(ids, prepared, bits=bits)
+
+
+def embedding_lookup_prepared(ids, prepared: EmbeddingTable, *, bits=8) -> RowQuant:
+    """:func:`embedding_lookup` on a :func:`prepare_table` result (only the ids are validated)."""
+    ids = _ids(ids, prepared.q.shape[0])
+    return RowQuant(q=prepared.q[ids].astype(storage_dtype(bits, True), copy=False),
+                    zp=np.zeros(ids.shape, dtype=np.int64), m=prepared.m[ids], k=prepared.k[ids])
 
 
 def embedding_lookup_float(ids, table, table_m, table_k, *, bits=8, mbits=DEFAULT_MBITS) -> np.ndarray:

@@ -38,7 +38,7 @@ ORDER2_A2 = 87
 #: Order 2 needs 2 * bits(|t|) + C + 1 <= 62 for its numerator: |t| is uint26.
 ORDER2_T_BITS = (61 - ORDER2_C) // 2
 #: 2^k fits the int64 array path (div_round needs |a| < 2^62) for k <= 61.
-_INT64_MAX_K = 61
+INT64_MAX_K = 61
 _C_ONE = 1 << ORDER2_C          # 1.0 and 0.5 at the coefficients' scale 2^C
 _C_HALF = 1 << (ORDER2_C - 1)
 _T_STORE_CAP = 1 << 62  # fast path stores |t| clamped here; anything this large is already an error
@@ -113,7 +113,7 @@ def exp_t_abs(m: np.ndarray, k: np.ndarray) -> np.ndarray:
     2^62, possible only for k >= 62, are stored as 2^62: no out_bits admits them)."""
     m_f = m + (m >> 1) - (m >> 4)
     t_abs = np.empty(m.shape, dtype=np.int64)
-    small = k <= _INT64_MAX_K
+    small = k <= INT64_MAX_K
     t_abs[small] = div_round(np.left_shift(np.int64(1), k[small]), m_f[small])
     big = ~small
     if big.any():  # 2^62 and 2^63 are Python ints: one exact division per distinct scale

@@ -39,8 +39,11 @@ from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round, rshift_round_reference
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import storage_dtype
-from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
-from ilsim.widths import check_width, check_width_int, int_input, is_int, require_attr, require_shape
+from ilsim.ops.quantize import (RowQuant, quantize_rows, quantize_rows_2d, quantize_rows_reference,
+                                require_zero_rows)
+from ilsim.kernels.intdot import run_linear
+from ilsim.widths import (check_width, check_width_int, int_input, int_operand, is_int, require_attr,
+                          require_shape)
 
 OP_ACC = "matmul_accumulate"
 OP_WIDE = "di_matmul_wide"
@@ -262,14 +265,60 @@ def _difference_dtype(*bits: int):
     return np.int16 if max(bits) <= 15 else np.int32
 
 
-def _accumulate(x: _Operands, a_bits: int, b_bits: int, acc_bits: int, op: str) -> np.ndarray:
+class LinearWeight(NamedTuple):
+    """A validated weight operand b [N, K] with its column scales folded once, reusable across
+    calls (a model's linear layers): see :func:`prepare_weight`."""
+
+    b: np.ndarray        # [N, K], its own integer dtype, C-contiguous, within (bits, signed)
+    b_zp: np.ndarray     # [N] int64
+    b_mf: np.ndarray     # [N] int64: b_m' = round_shift(b_m[j], b_k[j] - kref), one rounding
+    kref: int
+    max_abs_b: int       # max |b[j, k]| (Python int), for the int32 accumulator proof
+    bits: int
+    signed: bool
+    mbits: int
+    mode: object
+
+
+def _linear_weight(b, b_zp, b_mf, kref: int, bits: int, signed: bool, mbits: int, mode) -> LinearWeight:
+    b = np.ascontiguousarray(b)
+    return LinearWeight(b, b_zp, b_mf, int(kref), _max_abs(b), bits, signed, mbits, mode)
+
+
+def prepare_weight(b, b_zp, b_m, b_k, *, b_bits: int, b_signed: bool = True, mbits: int = DEFAULT_MBITS,
+                   rounding=DEFAULT_ROUNDING, op: str = OP) -> LinearWeight:
+    """Validate a weight operand of :func:`di_matmul_prepared` once (b [N, K] within b_bits,
+    b_zp [N] of the same width, b_m [N] in [0, 2^mbits), b_k [N] in [0, 63]) and fold its
+    column scales. b keeps its own dtype (no int64 copy)."""
+    mode = _rounding_attr(rounding, op)
+    mbits = _int_attr(mbits, 2, 30, op, "mbits")
+    b_bits = _int_attr(b_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "b_bits")
+    b_signed = _bool_attr(b_signed, op, "b_signed")
+    b = int_operand(b, op, "b", bits=b_bits, signed=b_signed, ndim=2)
+    b_zp = int_input(b_zp, op, "b_zp", bits=b_bits, signed=b_signed, ndim=1)
+    require_shape(b_zp, (b.shape[0],), op, "b_zp")
+    b_m, b_k = _scale_vector(b_m, b_k, b.shape[0], op, "b", mbits)
+    b_mf, kref = _fold_scales(b_m, b_k, mode)
+    return _linear_weight(b, b_zp, b_mf, kref, b_bits, b_signed, mbits, mode)
+
+
+def _linear(a, a_zp, w: LinearWeight, a_bits: int, acc_bits: int, op: str) -> np.ndarray:
+    """p[i, j] = acc[i, j] * b_m'[j] (int64), acc = (a - a_zp) @ (b - b_zp)^T exact and checked
+    against signed acc_bits (WidthError naming the first acc[i,j] outside it)."""
+    a_diff = (a - a_zp[:, None]).astype(_difference_dtype(a_bits, w.bits))
+    wide = accumulator_kernel(a.shape[1], _max_abs(a_diff), w.max_abs_b) == "int64"
+    p, bad = run_linear(a_diff, w.b, w.b_zp, w.b_mf, acc_bits, wide)
+    if bad.any():  # rare: recompute acc exactly to name its first element outside the width
+        acc = a_diff.astype(np.int64) @ (w.b.astype(np.int64) - w.b_zp[:, None]).T
+        check_width(acc, acc_bits, True, op, "acc")
+    return p
+
+
+def _accumulate(x: _Operands, a_bits: int, b_bits: int, b_signed: bool, acc_bits: int, op: str) -> np.ndarray:
     """Fast exact accumulator (int64 array) of (a - a_zp) @ (b - b_zp)^T, width-checked."""
-    dtype = _difference_dtype(a_bits, b_bits)
-    a_diff = (x.a - x.a_zp[:, None]).astype(dtype)
-    b_diff = (x.b - x.b_zp[:, None]).astype(dtype)
-    kernel = accumulator_kernel(x.a.shape[1], _max_abs(a_diff), _max_abs(b_diff))
-    acc = _dot(a_diff, b_diff, kernel).astype(np.int64)
-    return check_width(acc, acc_bits, True, op, "acc")
+    ones = np.ones(x.b.shape[0], dtype=np.int64)
+    w = _linear_weight(x.b, x.b_zp, ones, 0, b_bits, b_signed, DEFAULT_MBITS, DEFAULT_ROUNDING)
+    return _linear(x.a, x.a_zp, w, a_bits, acc_bits, op)
 
 
 def _accumulate_reference(x: _Operands, acc_bits: int, op: str) -> list[list[int]]:
@@ -305,7 +354,7 @@ def matmul_accumulate(a, a_zp, b, b_zp, *, a_bits: int, b_bits: int, a_signed: b
                       b_signed: bool = True, acc_bits: int = 32) -> np.ndarray:
     """Fast path of :func:`matmul_accumulate_reference`: Numba int32/int64 kernel, then the width check."""
     x = _operands(OP_ACC, a, a_zp, b, b_zp, a_bits, b_bits, a_signed, b_signed, acc_bits)
-    acc = _accumulate(x, a_bits, b_bits, acc_bits, OP_ACC)
+    acc = _accumulate(x, a_bits, b_bits, b_signed, acc_bits, OP_ACC)
     return acc.astype(storage_dtype(acc_bits, True))
 
 
@@ -332,14 +381,20 @@ def _wide_reference(op, w: _WideInputs, acc_bits: int, mbits: int) -> WideOut:
                    m=w.a_m.copy(), k=np.array(k_out, dtype=np.int64))
 
 
-def _wide_fast(op, w: _WideInputs, a_bits: int, b_bits: int, acc_bits: int, mbits: int) -> WideOut:
-    b_m_folded, kref = _fold_scales(w.b_m, w.b_k, w.mode)
-    k_out = _output_shifts(w.a_k.tolist(), kref, op, "a_k[{i}]")
-    acc = _accumulate(w.x, a_bits, b_bits, acc_bits, op)
-    # |acc| <= 2^(acc_bits-1) and b_m' < 2^mbits with acc_bits + mbits <= 62: the product cannot wrap
-    p = check_width(acc * b_m_folded[None, :], acc_bits + mbits, True, op, "p")
-    return WideOut(p=p.astype(storage_dtype(acc_bits + mbits, True)), m=w.a_m.copy(),
+def _wide_from_weight(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits: int, acc_bits: int) -> WideOut:
+    """The fast di_matmul_wide on validated operands and a prepared weight."""
+    k_out = _output_shifts(a_k.tolist(), w.kref, op, "a_k[{i}]")
+    # |acc| <= 2^(acc_bits-1) and b_m' < 2^mbits with acc_bits + mbits <= 62: p holds its width
+    p = _linear(a, a_zp, w, a_bits, acc_bits, op)
+    return WideOut(p=p.astype(storage_dtype(acc_bits + w.mbits, True), copy=False), m=a_m.copy(),
                    k=np.array(k_out, dtype=np.int64))
+
+
+def _wide_fast(op, w: _WideInputs, a_bits: int, b_bits: int, b_signed: bool, acc_bits: int,
+               mbits: int) -> WideOut:
+    b_m_folded, kref = _fold_scales(w.b_m, w.b_k, w.mode)
+    weight = _linear_weight(w.x.b, w.x.b_zp, b_m_folded, kref, b_bits, b_signed, mbits, w.mode)
+    return _wide_from_weight(op, w.x.a, w.x.a_zp, w.a_m, w.a_k, weight, a_bits, acc_bits)
 
 
 def di_matmul_wide_reference(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits: int,
@@ -358,7 +413,7 @@ def di_matmul_wide(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits:
     """Fast path of :func:`di_matmul_wide_reference` (Numba accumulator, vectorised fold)."""
     w = _wide_inputs(OP_WIDE, a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits, b_bits, a_signed,
                      b_signed, acc_bits, mbits, rounding)
-    return _wide_fast(OP_WIDE, w, a_bits, b_bits, acc_bits, mbits)
+    return _wide_fast(OP_WIDE, w, a_bits, b_bits, b_signed, acc_bits, mbits)
 
 
 def _real_rows(x: np.ndarray, zp: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -407,10 +462,9 @@ def di_matmul(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits: int,
     """Fast path of :func:`di_matmul_reference`."""
     w = _di_matmul_inputs(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits, b_bits, a_signed, b_signed,
                           acc_bits, mbits, rounding, out_bits, out_symmetric, zero_rows)
-    wide = _wide_fast(OP, w, a_bits, b_bits, acc_bits, mbits)
-    return quantize_rows(wide.p, wide.m, wide.k, bits=out_bits, symmetric=out_symmetric,
-                         in_bits=acc_bits + mbits, mbits=mbits, rounding=rounding,
-                         zero_rows=zero_rows, tensor="di_matmul p")
+    wide = _wide_fast(OP, w, a_bits, b_bits, b_signed, acc_bits, mbits)
+    return quantize_rows_2d(wide.p, wide.m, wide.k, bits=out_bits, symmetric=bool(out_symmetric),
+                            mbits=mbits, mode=w.mode, zero_rows=zero_rows, tensor="di_matmul p")
 
 
 def di_matmul_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits: int,
@@ -423,6 +477,48 @@ def di_matmul_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits
     return di_matmul_wide_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits=a_bits, b_bits=b_bits,
                                 a_signed=a_signed, b_signed=b_signed, acc_bits=acc_bits, mbits=mbits,
                                 rounding=rounding)
+
+
+# ----------------------------------------------------------------------------------------------
+# di_matmul with a prepared weight (a model's linear layers: the weight is validated once)
+# ----------------------------------------------------------------------------------------------
+
+def _prepared_activations(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits, a_signed, acc_bits):
+    """Validate the activation side against a prepared weight (same checks as _wide_inputs)."""
+    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - w.mbits, op, f"acc_bits (with mbits={w.mbits})")
+    a_bits = _int_attr(a_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "a_bits")
+    a_signed = _bool_attr(a_signed, op, "a_signed")
+    a = int_operand(a, op, "a", bits=a_bits, signed=a_signed, ndim=2)
+    if a.shape[1] != w.b.shape[1]:
+        raise InputError(f"{op}: a is [M, K] = {a.shape} and b is [N, K] = {w.b.shape}: "
+                         f"their K (last axis) must match")
+    a_zp = int_input(a_zp, op, "a_zp", bits=a_bits, signed=a_signed, ndim=1)
+    require_shape(a_zp, (a.shape[0],), op, "a_zp")
+    _require_exact_int64(a.shape[1], max_abs_difference(a_bits) * max_abs_difference(w.bits), op, "acc")
+    a_m, a_k = _scale_vector(a_m, a_k, a.shape[0], op, "a", w.mbits)
+    return a, a_zp, a_m, a_k, a_bits, acc_bits
+
+
+def di_matmul_wide_prepared(a, a_zp, a_m, a_k, weight: LinearWeight, *, a_bits: int, a_signed: bool = False,
+                            acc_bits: int = 32) -> WideOut:
+    """:func:`di_matmul_wide` with b, b_zp, b_m, b_k given as a :func:`prepare_weight` result
+    (its b_bits, b_signed, mbits and rounding apply). Same bits as di_matmul_wide_reference."""
+    a, a_zp, a_m, a_k, a_bits, acc_bits = _prepared_activations(OP_WIDE, a, a_zp, a_m, a_k, weight, a_bits,
+                                                                a_signed, acc_bits)
+    return _wide_from_weight(OP_WIDE, a, a_zp, a_m, a_k, weight, a_bits, acc_bits)
+
+
+def di_matmul_prepared(a, a_zp, a_m, a_k, weight: LinearWeight, *, a_bits: int, a_signed: bool = False,
+                       acc_bits: int = 32, out_bits: int = 8, out_symmetric: bool = False,
+                       zero_rows: str = "error") -> RowQuant:
+    """:func:`di_matmul` with a :func:`prepare_weight` result (its b_bits, b_signed, mbits and
+    rounding apply): the accumulation kernel, then the per-token requantization kernel."""
+    a, a_zp, a_m, a_k, a_bits, acc_bits = _prepared_activations(OP, a, a_zp, a_m, a_k, weight, a_bits,
+                                                                a_signed, acc_bits)
+    _output_attrs(OP, out_bits, out_symmetric, zero_rows, in_bits=acc_bits + weight.mbits)
+    wide = _wide_from_weight(OP, a, a_zp, a_m, a_k, weight, a_bits, acc_bits)
+    return quantize_rows_2d(wide.p, wide.m, wide.k, bits=out_bits, symmetric=bool(out_symmetric),
+                            mbits=weight.mbits, mode=weight.mode, zero_rows=zero_rows, tensor="di_matmul p")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,9 +648,9 @@ def di_matmul_av_float(p, v, v_m, v_k, *, p_bits: int = 8, p_frac_bits: int = 8,
 
 
 __all__ = [
-    "WideOut", "accumulator_kernel", "di_matmul", "di_matmul_av", "di_matmul_av_float",
-    "di_matmul_av_reference", "di_matmul_av_wide", "di_matmul_av_wide_float",
-    "di_matmul_av_wide_reference", "di_matmul_float", "di_matmul_reference", "di_matmul_wide",
-    "di_matmul_wide_float", "di_matmul_wide_reference", "fold_scales_reference", "matmul_accumulate",
-    "matmul_accumulate_float", "matmul_accumulate_reference", "max_abs_difference",
+    "LinearWeight", "WideOut", "accumulator_kernel", "di_matmul", "di_matmul_av", "di_matmul_av_float",
+    "di_matmul_av_reference", "di_matmul_av_wide", "di_matmul_av_wide_float", "di_matmul_av_wide_reference",
+    "di_matmul_float", "di_matmul_prepared", "di_matmul_reference", "di_matmul_wide", "di_matmul_wide_float",
+    "di_matmul_wide_prepared", "di_matmul_wide_reference", "fold_scales_reference", "matmul_accumulate",
+    "matmul_accumulate_float", "matmul_accumulate_reference", "max_abs_difference", "prepare_weight",
 ]

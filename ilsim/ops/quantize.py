@@ -27,8 +27,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.rounding import DEFAULT_ROUNDING, as_rounding, div_round, div_round_reference
+from ilsim.arith.jit import mode_code
+from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, as_rounding, div_round_reference
 from ilsim.errors import InputError, WidthError, ZeroRangeError
+from ilsim.kernels.rowquant import ROW_PYTHON, ROW_ZERO, run_quantize_rows
 from ilsim.ops._common import row_scale_arrays, storage_dtype
 from ilsim.widths import int_input, require_attr
 
@@ -155,32 +157,36 @@ def _pack(q, zp, m, k, shape, bits, symmetric) -> RowQuant:
 def quantize_rows(x, m_in, k_in, *, bits: int, symmetric: bool = False, in_bits: int = 48,
                   mbits: int = DEFAULT_MBITS, rounding=DEFAULT_ROUNDING,
                   zero_rows: str = "error", tensor: str = "x") -> RowQuant:
-    """Fast path of the module contract: vectorised over elements, Python ints for row scales."""
+    """Fast path of the module contract: the Numba row kernel (ilsim.kernels.rowquant); rows
+    whose scale needs more than int64 (or raises) are finished by :func:`row_output_scale`."""
     mode = as_rounding(rounding)
     x, m_in, k_in = _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor)
-    levels = output_levels(bits, symmetric)
     flat = x.reshape(-1, x.shape[-1])
-    if symmetric:
-        lo = np.zeros(flat.shape[0], dtype=np.int64)
-        value_range = np.abs(flat).max(axis=1)
-    else:
-        lo = np.minimum(flat.min(axis=1), 0)
-        value_range = np.maximum(flat.max(axis=1), 0) - lo
-    zero = value_range == 0
-    if zero.any() and zero_rows == "error":
-        r = int(np.argmax(zero))
-        raise ZeroRangeError(f"{OP}: row {r} of {tensor} is all zeros: a zero range has no scale "
-                             f"(pass zero_rows='zero' to quantize it to zeros)")
-    safe_range = np.where(zero, 1, value_range)
-    zp = np.zeros_like(lo) if symmetric else div_round(-lo * levels, safe_range)
-    q = div_round(flat * levels, safe_range[:, None], mode) + zp[:, None]
-    if not symmetric:
-        q = np.clip(q, 0, levels)
-    q[zero] = 0
-    zp[zero] = 0
-    m_rows, k_rows = m_in.reshape(-1).tolist(), k_in.reshape(-1).tolist()
-    scales = [row_output_scale(m_rows[r], k_rows[r], int(value_range[r]), levels, mbits, OP, str(r))
-              for r in range(flat.shape[0])]
-    m_out = [s[0] for s in scales]
-    k_out = [s[1] for s in scales]
-    return _pack(q, zp, m_out, k_out, x.shape, bits, symmetric)
+    return _pack_rows(quantize_rows_2d(flat, m_in.reshape(-1), k_in.reshape(-1), bits=bits, symmetric=symmetric,
+                                       mbits=mbits, mode=mode, zero_rows=zero_rows, tensor=tensor), x.shape)
+
+
+def quantize_rows_2d(flat: np.ndarray, m_in: np.ndarray, k_in: np.ndarray, *, bits: int, symmetric: bool,
+                     mbits: int, mode: Rounding, zero_rows: str, tensor: str, op: str = OP) -> RowQuant:
+    """quantize_rows on validated inputs: flat [rows, N] of any integer dtype within in_bits
+    (in_bits + bits <= 62), m_in, k_in [rows] in range. Used by operators that have checked
+    their own inputs; errors name ``op`` and ``tensor`` like the public function's."""
+    levels = output_levels(bits, symmetric)
+    q, zp, m_out, k_out, status = run_quantize_rows(flat, m_in, k_in, levels, symmetric, mode_code(mode),
+                                                    mbits, storage_dtype(bits, symmetric))
+    if status.any():
+        zero = status == ROW_ZERO
+        if zero.any() and zero_rows == "error":
+            r = int(np.argmax(zero))
+            raise ZeroRangeError(f"{op}: row {r} of {tensor} is all zeros: a zero range has no scale "
+                                 f"(pass zero_rows='zero' to quantize it to zeros)")
+        for r in np.flatnonzero(status == ROW_PYTHON).tolist():
+            value_range = int(m_out[r])
+            m_out[r], k_out[r] = row_output_scale(int(m_in[r]), int(k_in[r]), value_range, levels, mbits, op, str(r))
+    return RowQuant(q, zp, m_out, k_out)
+
+
+def _pack_rows(out: RowQuant, shape: tuple) -> RowQuant:
+    rows_shape = shape[:-1]
+    return RowQuant(out.q.reshape(shape), out.zp.reshape(rows_shape), out.m.reshape(rows_shape),
+                    out.k.reshape(rows_shape))

@@ -179,19 +179,29 @@ def di_softmax(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_fr
     """Fast path of the module contract: per-row constants vectorised, one parallel Numba row loop."""
     x, keep, m, k, clip = _inputs(x, m, k, in_bits, clip, out_bits, out_frac_bits, mask, order, sum_bits)
     rows_shape, n_cols = x.shape[:-1], x.shape[-1]
-    t_abs = exp_t_abs_checked(m, k, sum_bits, order, OP, "t_abs")
+    p = softmax_rows(x.reshape(-1, n_cols), np.ascontiguousarray(keep).reshape(-1, n_cols), m.reshape(-1),
+                     k.reshape(-1), clip=clip, in_bits=in_bits, out_bits=out_bits, out_frac_bits=out_frac_bits,
+                     order=order, sum_bits=sum_bits, rows_shape=rows_shape)
+    return p.reshape(x.shape)
+
+
+def softmax_rows(x2, keep2, m, k, *, clip: Fraction | None, in_bits: int, out_bits: int, out_frac_bits: int,
+                 order: int, sum_bits: int, rows_shape: tuple | None = None) -> np.ndarray:
+    """di_softmax on validated inputs: x2 [rows, N] (any integer dtype, within in_bits), keep2 bool
+    [rows, N] keeping one element per row at least, m, k [rows] int64 in range, clip a Fraction or
+    None. Errors name rows by their index in ``rows_shape`` (default: (rows,))."""
+    rows_shape = (x2.shape[0],) if rows_shape is None else rows_shape
+    t_abs = exp_t_abs_checked(m.reshape(rows_shape), k.reshape(rows_shape), sum_bits, order, OP, "t_abs")
     neg_clip = -_clip_int_bounded(clip, m, k, 1 << in_bits)
-    x2 = x.reshape(-1, n_cols)
     p = np.empty(x2.shape, dtype=np.int64)
     sums = np.empty(x2.shape[0], dtype=np.int64)
-    _softmax_kernel(x2, np.ascontiguousarray(keep).reshape(-1, n_cols), t_abs.reshape(-1),
-                    neg_clip.reshape(-1), order, out_frac_bits, (1 << out_bits) - 1, p, sums)
+    _softmax_kernel(x2, keep2, t_abs.reshape(-1), neg_clip, order, out_frac_bits, (1 << out_bits) - 1, p, sums)
     sums = sums.reshape(rows_shape)
     over = sums > (1 << sum_bits) - 1
     if over.any():
         i = first_index(over)
         check_width_int(int(sums[i]), sum_bits, False, OP, indexed("S", i))
-    return p.reshape(x.shape).astype(storage_dtype(out_bits, False))
+    return p.astype(storage_dtype(out_bits, False))
 
 
 def di_softmax_float(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_frac_bits: int = 8,

@@ -28,13 +28,14 @@ import numpy as np
 
 from ilsim.arith.bits import bit_length_array
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.jit import div_round_i64, mode_code
+from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code, rshift_round_i64
 from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_reference, rshift_round,
                                   rshift_round_reference)
 from ilsim.errors import InputError, WidthError
-from ilsim.ops.exp import (exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
+from ilsim.kernels.rowquant import bit_length_i64
+from ilsim.ops.exp import (INT64_MAX_K, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
-                           scale_input, shaped_input, shift_input)
+                           scale_input, shaped_input, shift_input, t_abs_limit)
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
 from ilsim.widths import check_width, require_attr, require_shape
@@ -366,6 +367,64 @@ def _swiglu_kernel(gate, gate_zp, up, up_zp, t_abs, frac_bits, order, mode, w):
             w[r, j] = g_prime * sigmoid_i64(g_prime, t, frac_bits, order, mode) * (up[r, j] - up_zp[r])
 
 
+@numba.njit(cache=True, inline="always")
+def _sigmoid_t_abs_i64(m_g, k_g, div_m, div_k, t_limit):
+    """|t| of the per-channel sigmoid scale: :func:`sigmoid_scale_reference` then DI-Exp's
+    div_round(2^k, m_f), on int64 (m_g * div_m < 2^60). Returns 0 where the Python path must
+    decide (an error, or k > 61 where 2^k leaves int64)."""
+    product = m_g * div_m
+    shift_total = k_g + div_k
+    s = max(0, bit_length_i64(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
+    m = rshift_round_i64(product, s, HALF_UP)
+    if m == np.int64(1) << SIGMOID_SCALE_MBITS:
+        m >>= 1
+        s += 1
+    k = shift_total - s
+    if k < 0 or m == 0 or k > INT64_MAX_K:
+        return np.int64(0)
+    t_abs = div_round_i64(np.int64(1) << k, m + (m >> 1) - (m >> 4), HALF_UP)
+    if t_abs > t_limit:
+        return np.int64(0)
+    return t_abs
+
+
+@numba.njit(cache=True, parallel=True)
+def _swiglu_gate_div_kernel(gate, gate_zp, up, up_zp, m_g, k_g, div_m, div_k, t_limit, frac_bits, order,
+                            mode, w, bad):
+    """The SwiGLU element loop with the per-channel sigmoid constant computed in place (bad[r] = 1
+    where a constant needs the Python path; that row's w is then not meaningful)."""
+    rows, n_cols = gate.shape
+    for r in numba.prange(rows):
+        flag = 0
+        for j in range(n_cols):
+            t = _sigmoid_t_abs_i64(m_g[r], k_g[r], div_m[j], div_k[j], t_limit)
+            if t == 0:
+                flag = 1
+                t = 1
+            g_prime = gate[r, j] - gate_zp[r]
+            w[r, j] = g_prime * sigmoid_i64(g_prime, t, frac_bits, order, mode) * (up[r, j] - up_zp[r])
+        bad[r] = flag
+
+
+def _swiglu_products(g, u, gate_div, sig_frac_bits, order, rounding) -> np.ndarray:
+    """w = g' * sigma(g') * u' as int64 [rows, N]: fused per-channel constants when gate_div is
+    given (the NumPy constants and their errors only if a row needs them), else per-row |t|."""
+    n_cols = g.values.shape[-1]
+    rows = g.values.size // n_cols
+    w = np.empty((rows, n_cols), dtype=np.int64)
+    args = (g.values.reshape(-1, n_cols), g.zp.reshape(-1), u.values.reshape(-1, n_cols), u.zp.reshape(-1))
+    if gate_div is not None:
+        bad = np.empty(rows, dtype=np.int8)
+        _swiglu_gate_div_kernel(*args, g.m.reshape(-1), g.k.reshape(-1), gate_div[0], gate_div[1],
+                                t_abs_limit(SIGMOID_EXP_BITS, order), sig_frac_bits, order, mode_code(rounding),
+                                w, bad)
+        if not bad.any():
+            return w
+    t_abs = _sigmoid_t_abs(OP_SWIGLU, g.m, g.k, gate_div, order)
+    _swiglu_kernel(*args, t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    return w
+
+
 def di_swiglu(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gate_div_m=None, gate_div_k=None,
               in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15, out_bits: int = 8,
               out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
@@ -374,11 +433,7 @@ def di_swiglu(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gate_div_
     w_bits, g, u, gate_div = _swiglu_inputs(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, gate_div_m,
                                             gate_div_k, in_bits, in_signed, sig_frac_bits, out_bits,
                                             out_symmetric, order, zero_rows, rounding)
-    t_abs = _sigmoid_t_abs(OP_SWIGLU, g.m, g.k, gate_div, order)
-    n_cols = g.values.shape[-1]
-    w = np.empty((g.values.size // n_cols, n_cols), dtype=np.int64)
-    _swiglu_kernel(g.values.reshape(-1, n_cols), g.zp.reshape(-1), u.values.reshape(-1, n_cols), u.zp.reshape(-1),
-                   t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    w = _swiglu_products(g, u, gate_div, sig_frac_bits, order, rounding)
     wide_m, wide_k = _swiglu_wide_scale(g, u, sig_frac_bits)
     return _requantize(OP_SWIGLU, w.reshape(g.values.shape), w_bits, wide_m, wide_k, out_bits, out_symmetric,
                        rounding, zero_rows, reference=False)

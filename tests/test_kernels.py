@@ -1,0 +1,83 @@
+"""The Numba kernels behind the fast paths, held to the Python-int contracts they implement."""
+
+import numba
+import numpy as np
+from hypothesis import given, strategies as st
+
+from ilsim.errors import WidthError
+from ilsim.kernels.rowquant import (ROW_OK, ROW_PYTHON, SCALE_LIMIT_BITS, bit_length_i64,
+                                    quantize_rows_parallel, quantize_rows_serial, row_output_scale_i64)
+from ilsim.ops.quantize import output_levels, row_output_scale
+
+
+def _python_scale(m_in, k_in, value_range, levels, mbits):
+    try:
+        return row_output_scale(m_in, k_in, value_range, levels, mbits)
+    except WidthError:
+        return None
+
+
+def _edge_ints(lo: int, hi: int):
+    """Integers in [lo, hi], weighted to the ends and to powers of two (and one either side)."""
+    powers = [v for p in range(hi.bit_length() + 1) for v in ((1 << p) - 1, 1 << p, (1 << p) + 1)
+              if lo <= v <= hi]
+    return st.one_of(st.sampled_from([lo, hi] + powers), st.integers(lo, hi))
+
+
+@st.composite
+def _scale_cases(draw):
+    bits = draw(st.integers(2, 16))
+    symmetric = draw(st.booleans())
+    mbits = draw(st.integers(2, 30))
+    m_in = draw(_edge_ints(0, (1 << mbits) - 1))
+    value_range = draw(_edge_ints(0, (1 << 62) - 1))
+    k_in = draw(_edge_ints(0, 63))
+    return m_in, k_in, value_range, output_levels(bits, symmetric), mbits
+
+
+@given(_scale_cases())
+def test_row_output_scale_kernel_equals_python_or_defers_to_it(case):
+    m_in, k_in, value_range, levels, mbits = case
+    m_out, k_out, status = row_output_scale_i64(m_in, k_in, value_range, levels, mbits)
+    expected = _python_scale(m_in, k_in, value_range, levels, mbits)
+    if status == ROW_OK:
+        assert expected == (m_out, k_out)
+    else:
+        assert status == ROW_PYTHON
+        # deferred only where int64 could not hold m_in * R, or where Python raises
+        assert expected is None or (m_in * value_range).bit_length() > SCALE_LIMIT_BITS - 1
+
+
+@given(st.integers(0, (1 << 62) - 1))
+def test_bit_length_kernel(x):
+    assert bit_length_i64(x) == x.bit_length()
+
+
+def _run(kernel, x, m, k, levels, symmetric, mode, mbits, dtype):
+    rows, n = x.shape
+    out = (np.empty((rows, n), dtype), *(np.empty(rows, np.int64) for _ in range(3)), np.empty(rows, np.int8))
+    kernel(x, m, k, np.int64(levels), symmetric, np.int64(mode), np.int64(mbits), *out)
+    return out
+
+
+def test_row_kernel_identical_serial_parallel_and_any_thread_count():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-(1 << 40), 1 << 40, size=(67, 301))
+    x[5] = 0                                   # a zero row
+    x[6] = rng.integers(0, 3, size=301)        # a tiny range
+    m = rng.integers(1 << 15, 1 << 16, size=67)
+    k = rng.integers(30, 50, size=67)
+    before = numba.get_num_threads()
+    try:
+        for symmetric in (False, True):
+            for mode in range(5):
+                serial = _run(quantize_rows_serial, x, m, k, 255 if not symmetric else 127, symmetric, mode, 16,
+                              np.int8 if symmetric else np.uint8)
+                for threads in (1, numba.config.NUMBA_NUM_THREADS):
+                    numba.set_num_threads(threads)
+                    parallel = _run(quantize_rows_parallel, x, m, k, 255 if not symmetric else 127, symmetric,
+                                    mode, 16, np.int8 if symmetric else np.uint8)
+                    for a, b in zip(serial, parallel):
+                        assert np.array_equal(a, b)
+    finally:
+        numba.set_num_threads(before)
