@@ -1,0 +1,101 @@
+"""The attention composite: its all-heads fast path gives the per-group operator steps' integers
+(the contract), over prefill and decode calls, GQA groupings and widths; and the same bits for
+any thread count."""
+
+import numba
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ilsim.errors import IlsimError
+from ilsim.graph.attention import AttentionOp, KVCache, _all_heads, _append, _heads_by_group
+from ilsim.ops.quantize import RowQuant
+
+OP = AttentionOp()
+
+
+def _row_quant(rng, tokens, width, bits, symmetric, k_range):
+    hi = (1 << (bits - 1)) - 1 if symmetric else (1 << bits) - 1
+    lo = -hi if symmetric else 0
+    q = rng.integers(lo, hi + 1, size=(tokens, width))
+    zp = np.zeros(tokens, dtype=np.int64) if symmetric else rng.integers(0, hi + 1, size=tokens)
+    m = rng.integers(1 << 15, 1 << 16, size=tokens)
+    k = rng.integers(*k_range, size=tokens)
+    return RowQuant(q, zp, m, k)
+
+
+@st.composite
+def attention_cases(draw):
+    kv_heads = draw(st.integers(1, 3))
+    group = draw(st.integers(1, 3))
+    head_dim = draw(st.sampled_from([2, 4, 8]))
+    bits = draw(st.sampled_from([2, 4, 8]))
+    calls = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))   # prefill, then decodes
+    attrs = {key: default for key, (_, default) in OP.attrs.items()}
+    attrs.update(num_heads=kv_heads * group, num_kv_heads=kv_heads, head_dim=head_dim, in_bits=bits,
+                 v_bits=bits, qk_bits=bits, score_acc_bits=2 * bits + 4,
+                 clip_num=draw(st.sampled_from([1, 15, 1000])), exp_order=draw(st.sampled_from([1, 2])),
+                 p_bits=draw(st.sampled_from([4, 8])), p_frac_bits=draw(st.sampled_from([4, 8])),
+                 score_bits=draw(st.sampled_from([8, 16])))
+    attrs["p_frac_bits"] = min(attrs["p_frac_bits"], attrs["p_bits"])
+    k_lo = draw(st.integers(18, 40))   # real values from about 2^-2 to 2^-24: valid scales, mostly
+    return attrs, calls, draw(st.integers(0, 2**32 - 1)), (k_lo, k_lo + draw(st.integers(1, 8)))
+
+
+def _run(attrs, calls, seed, k_range, fast: bool):
+    """Outputs (or the error type) of each call, feeding the same random q, k, v rows."""
+    rng = np.random.default_rng(seed)
+    h, hkv, d, bits = attrs["num_heads"], attrs["num_kv_heads"], attrs["head_dim"], attrs["qk_bits"]
+    cache = KVCache(hkv, d, sum(calls), np.uint8, np.int8)
+    outs, start = [], 0
+    for t in calls:
+        q = _row_quant(rng, t, h * d, bits, False, k_range)
+        k = _row_quant(rng, t, hkv * d, bits, False, k_range)
+        v = _row_quant(rng, t, hkv * d, bits, True, k_range)
+        kr = RowQuant(k.q.reshape(t, hkv, d).transpose(1, 0, 2), k.zp, np.broadcast_to(k.m, (hkv, t)),
+                      np.broadcast_to(k.k, (hkv, t)))
+        kr = RowQuant(kr.q, np.broadcast_to(kr.zp, (hkv, t)), kr.m, kr.k)
+        qr = RowQuant(q.q.reshape(t, h, d).transpose(1, 0, 2), np.broadcast_to(q.zp, (h, t)),
+                      np.broadcast_to(q.m, (h, t)), np.broadcast_to(q.k, (h, t)))
+        _append(cache, kr, v, attrs, "attn")
+        positions = np.arange(start, start + t)
+        start += t
+        try:
+            out = _all_heads(attrs, qr, cache, positions) if fast else \
+                _heads_by_group(attrs, qr, cache, positions, reference=True)
+        except IlsimError as err:
+            outs.append(type(err).__name__)
+            break
+        outs.append(out)
+    return outs
+
+
+def _assert_same(fast, ref):
+    assert len(fast) == len(ref)
+    for got, want in zip(fast, ref):
+        if isinstance(want, str):
+            assert isinstance(got, str)  # both refuse (the op then reports the per-group error)
+            continue
+        for name, a, b in zip(want._fields, got, want):
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@given(attention_cases())
+def test_all_heads_path_equals_the_per_group_reference_steps(case):
+    attrs, calls, seed, k_range = case
+    _assert_same(_run(attrs, calls, seed, k_range, fast=True), _run(attrs, calls, seed, k_range, fast=False))
+
+
+def test_all_heads_path_does_not_depend_on_the_thread_count():
+    attrs = {key: default for key, (_, default) in OP.attrs.items()}
+    attrs.update(num_heads=6, num_kv_heads=2, head_dim=8, score_acc_bits=24)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = _run(attrs, [37, 1, 1], 5, (20, 26), fast=True)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        multi = _run(attrs, [37, 1, 1], 5, (20, 26), fast=True)
+    finally:
+        numba.set_num_threads(before)
+    _assert_same(multi, single)
+    _assert_same(multi, _run(attrs, [37, 1, 1], 5, (20, 26), fast=False))
