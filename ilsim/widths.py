@@ -75,17 +75,29 @@ def int_operand(x, op: str, name: str, bits: int | None = None, signed: bool = T
         raise InputError(f"{op}: {name} must have {ndim} dimension(s), got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise InputError(f"{op}: {name} is empty (shape {arr.shape})")
-    if arr.size:
-        lo_seen, hi_seen = int(arr.min()), int(arr.max())
+    lo, hi = int_range(bits, signed) if bits is not None else (-(1 << 63), (1 << 63) - 1)
+    dtype_range = np.iinfo(arr.dtype)
+    if arr.size and (dtype_range.min < lo or dtype_range.max > hi):  # else every value of the dtype fits
+        lo_seen, hi_seen = _min_max(arr)
         if arr.dtype == np.uint64 and hi_seen >= 1 << 63:
             raise InputError(f"{op}: {name} holds a uint64 value >= 2^63, outside every supported width")
-        if bits is not None:
-            lo, hi = int_range(bits, signed)
-            if lo_seen < lo or hi_seen > hi:
-                idx, val = _first_outside(arr, lo, hi)
-                raise InputError(f"{op}: {_element(name, idx)} = {val} is outside its declared "
-                                 f"width {describe(bits, signed)}")
+        if lo_seen < lo or hi_seen > hi:
+            idx, val = _first_outside(arr, lo, hi)
+            raise InputError(f"{op}: {_element(name, idx)} = {val} is outside its declared "
+                             f"width {describe(bits, signed)}")
     return np.ascontiguousarray(arr).reshape(arr.shape)  # keeps a 0-d input 0-d
+
+
+#: Up to this many elements, Python's min/max on a list beats two NumPy reductions.
+_SMALL = 32
+
+
+def _min_max(arr: np.ndarray) -> tuple[int, int]:
+    """(min, max) of a non-empty integer array, as Python ints."""
+    if arr.size <= _SMALL:
+        values = arr.ravel().tolist()
+        return min(values), max(values)
+    return int(arr.min()), int(arr.max())
 
 
 def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = True,
