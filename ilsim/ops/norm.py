@@ -38,7 +38,7 @@ from ilsim.arith.jit import div_round_i64, mode_code
 from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
-from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
+from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape)
 
@@ -176,14 +176,20 @@ def _var_width(in_bits: int, d: int) -> int:
 
 def _out(attrs: NormAttrs, y, shape, reference: bool) -> RowQuant:
     """quantize_rows(y, 1, G + gamma_k) on the [rows, D] data, reshaped to x's shape."""
-    quantize = quantize_rows_reference if reference else quantize_rows
     y2d = np.asarray(y, dtype=np.int64).reshape(-1, shape[-1])
     if attrs.zero_rows == "error":
         require_nonzero_rows(y2d, attrs.op, "y")
+    shift = attrs.out_frac_bits + attrs.gamma_k
     try:
-        out = quantize(y2d, 1, attrs.out_frac_bits + attrs.gamma_k, bits=attrs.out_bits,
-                       symmetric=attrs.out_symmetric, in_bits=attrs.y_bits, mbits=attrs.mbits,
-                       rounding=attrs.rounding, zero_rows=attrs.zero_rows, tensor=f"{attrs.op}.y")
+        if reference:
+            out = quantize_rows_reference(y2d, 1, shift, bits=attrs.out_bits, symmetric=attrs.out_symmetric,
+                                          in_bits=attrs.y_bits, mbits=attrs.mbits, rounding=attrs.rounding,
+                                          zero_rows=attrs.zero_rows, tensor=f"{attrs.op}.y")
+        else:  # y is within y_bits (checked) and the attributes were checked as quantize_rows does
+            rows = y2d.shape[0]
+            out = quantize_rows_2d(y2d, np.ones(rows, dtype=np.int64), np.full(rows, shift, dtype=np.int64),
+                                   bits=attrs.out_bits, symmetric=attrs.out_symmetric, mbits=attrs.mbits,
+                                   mode=attrs.rounding, zero_rows=attrs.zero_rows, tensor=f"{attrs.op}.y")
     except WidthError as err:  # an output scale outside [2^-64, 2^mbits): name this operator
         raise WidthError(f"{attrs.op}: quantizing y: {err}") from None
     return reshape_rows(out, tuple(shape))

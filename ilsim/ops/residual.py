@@ -19,15 +19,17 @@ alignment rounding costs at most 1/2 (nearest modes) or 1 (floor/trunc) unit of 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS
-from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round, rshift_round_reference
+from ilsim.arith.jit import mode_code, rshift_round_i64
+from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round_reference
 from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
-from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
-from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
-                          require_int_attrs)
+from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
+from ilsim.widths import (check_width, check_width_int, int_input, int_operand, int_range, require_attr,
+                          require_bool_attrs, require_int_attrs)
 
 OP = "residual_add"
 
@@ -56,7 +58,7 @@ def _operand(v, zp, m, k, bits, signed, mbits, name, shape=None):
     """Validate one operand: v int{bits}, zp per row (same width), (m, k) per row; rows flattened."""
     if np.ndim(v) < 1:  # checked first: int_input returns a 0-d input as shape (1,)
         raise InputError(f"{OP}: {name} must have at least one dimension, got a scalar")
-    v = int_input(v, OP, name, bits=bits, signed=signed)
+    v = int_operand(v, OP, name, bits=bits, signed=signed)
     if shape is not None and v.shape != shape:
         raise InputError(f"{OP}: {name} must have the shape of a, {shape}, got {v.shape}")
     rows_shape = v.shape[:-1]
@@ -79,13 +81,17 @@ def _inputs(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits, b_bits, a_signed, b_si
 
 def _out(s, shape, kref, out_bits, mbits, s_bits, mode, zero_rows, reference: bool) -> RowQuant:
     """quantize_rows(S, 1, kref, symmetric) on the [rows, N] sums, reshaped to a's shape."""
-    quantize = quantize_rows_reference if reference else quantize_rows
     s2d = np.asarray(s, dtype=np.int64).reshape(-1, shape[-1])
     if zero_rows == "error":
         require_nonzero_rows(s2d, OP, "S")
+    kref = np.asarray(kref, dtype=np.int64).reshape(-1)
     try:
-        out = quantize(s2d, 1, np.asarray(kref, dtype=np.int64), bits=out_bits, symmetric=True,
-                       in_bits=s_bits, mbits=mbits, rounding=mode, zero_rows=zero_rows, tensor=f"{OP}.S")
+        if reference:
+            out = quantize_rows_reference(s2d, 1, kref, bits=out_bits, symmetric=True, in_bits=s_bits,
+                                          mbits=mbits, rounding=mode, zero_rows=zero_rows, tensor=f"{OP}.S")
+        else:  # S is within s_bits (checked) and kref in [0, 63]: quantize_rows' checks hold
+            out = quantize_rows_2d(s2d, np.ones(s2d.shape[0], dtype=np.int64), kref, bits=out_bits,
+                                   symmetric=True, mbits=mbits, mode=mode, zero_rows=zero_rows, tensor=f"{OP}.S")
     except WidthError as err:  # an output scale outside [2^-64, 2^mbits): name this operator
         raise WidthError(f"{OP}: quantizing S: {err}") from None
     return reshape_rows(out, tuple(shape))
@@ -127,13 +133,30 @@ def residual_add(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a
                                                           b_bits, a_signed, b_signed, mbits)
     s_bits = sum_bits(a_bits, b_bits, mbits)
     kref = np.minimum(ak, bk)
-    # |(v - zp) * m| < 2^(16 + 1 + 30) by the attribute limits: exact in int64, below 2^62
-    a_scaled = (a2 - azp[:, None]) * am[:, None]
-    b_scaled = (b2 - bzp[:, None]) * bm[:, None]
-    total = (rshift_round(a_scaled, (ak - kref)[:, None], mode)
-             + rshift_round(b_scaled, (bk - kref)[:, None], mode))
-    check_width(total, s_bits, True, OP, "S")
+    total = np.empty(a2.shape, dtype=np.int64)
+    bad = np.empty(a2.shape[0], dtype=np.int8)
+    lo, hi = int_range(s_bits, True)
+    _aligned_sums(a2, azp, am, ak, b2, bzp, bm, bk, mode_code(mode), np.int64(lo), np.int64(hi), total, bad)
+    if bad.any():  # name the first sum outside the width
+        check_width(total, s_bits, True, OP, "S")
     return _out(total, shape, kref, out_bits, mbits, s_bits, mode, zero_rows, reference=False)
+
+
+@numba.njit(cache=True, parallel=True)
+def _aligned_sums(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, mode, lo, hi, total, bad):
+    """total[r, j] = round_shift((a - a_zp) * a_m, a_k - kref) + round_shift((b - b_zp) * b_m, b_k - kref);
+    bad[r] = 1 where a sum leaves [lo, hi]. |(v - zp) * m| < 2^(16 + 1 + 30) by the attribute
+    limits: exact in int64, below 2^62 as rshift_round_i64 requires."""
+    for r in numba.prange(a.shape[0]):
+        kref = min(a_k[r], b_k[r])
+        flag = np.int8(0)
+        for j in range(a.shape[1]):
+            v = (rshift_round_i64((np.int64(a[r, j]) - a_zp[r]) * a_m[r], a_k[r] - kref, mode)
+                 + rshift_round_i64((np.int64(b[r, j]) - b_zp[r]) * b_m[r], b_k[r] - kref, mode))
+            total[r, j] = v
+            if v < lo or v > hi:
+                flag = np.int8(1)
+        bad[r] = flag
 
 
 def residual_add_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a_signed=True,
