@@ -29,55 +29,108 @@ PARALLEL_MIN_MACS = 1 << 15
 
 
 @numba.njit(cache=True, inline="always")
-def _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, j, wide):
-    rows, depth = a.shape
-    zp = np.int64(b_zp[j])
-    mult = np.int64(b_mf[j])
-    flag = np.int8(0)
-    for i in range(rows):
-        if wide:
-            s64 = np.int64(0)
-            for t in range(depth):
-                s64 += np.int64(a[i, t]) * np.int64(b[j, t])
-            acc = s64 - zp * row_sum[i]
-        else:
-            # every step cast back to int32: Numba would otherwise widen int32 arithmetic to
-            # int64; in int32 LLVM vectorises the reduction as a widening multiply-add (vpmaddwd)
-            s32 = np.int32(0)
-            for t in range(depth):
-                s32 = np.int32(s32 + np.int32(np.int32(a[i, t]) * np.int32(b[j, t])))
-            acc = np.int64(s32) - zp * row_sum[i]
-        if acc < acc_lo or acc > acc_hi:
-            flag = np.int8(1)
-            p[i, j] = 0
-        else:
-            p[i, j] = acc * mult
-    bad[j] = flag
+def _dot_i32(a, b, i, j):
+    """sum_k a[i, k] * b[j, k] in int32. Every step is cast back to int32: Numba would otherwise
+    widen int32 arithmetic to int64; in int32 LLVM vectorises the reduction as a widening
+    multiply-add (vpmaddwd). The caller proves no partial sum reaches 2^31."""
+    s = np.int32(0)
+    for t in range(a.shape[1]):
+        s = np.int32(s + np.int32(np.int32(a[i, t]) * np.int32(b[j, t])))
+    return np.int64(s)
 
 
-@numba.njit(cache=True)
-def linear_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, wide):
-    """p[i, j] = (sum_k a[i,k] * (b[j,k] - b_zp[j])) * b_mf[j]; columns in order."""
-    for j in range(b.shape[0]):
-        _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, j, wide)
+@numba.njit(cache=True, inline="always")
+def _dot_i64(a, b, i, j):
+    """sum_k a[i, k] * b[j, k] in int64 (the caller proves no partial sum reaches 2^63)."""
+    s = np.int64(0)
+    for t in range(a.shape[1]):
+        s += np.int64(a[i, t]) * np.int64(b[j, t])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _epilogue(raw, i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p):
+    """acc = raw - b_zp[j] * row_sum[i]; p[i, j] = acc * b_mf[j] if acc is in its width.
+    Returns 1 where it is not (p[i, j] = 0 then)."""
+    acc = raw - np.int64(b_zp[j]) * row_sum[i]
+    if acc < acc_lo or acc > acc_hi:
+        p[i, j] = 0
+        return 1
+    p[i, j] = acc * np.int64(b_mf[j])
+    return 0
 
 
 @numba.njit(cache=True, parallel=True)
-def linear_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, wide):
-    """:func:`linear_serial` with columns spread over threads (identical results)."""
+def linear_i32_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
+    """p[i, j] = (sum_k a[i,k] * (b[j,k] - b_zp[j])) * b_mf[j], int32 accumulator; columns over threads."""
     for j in numba.prange(b.shape[0]):
-        _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, j, wide)
+        flag = 0
+        for i in range(a.shape[0]):
+            flag |= _epilogue(_dot_i32(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
+        bad[j] = flag
 
 
-def run_linear(a_diff: np.ndarray, b: np.ndarray, b_zp: np.ndarray, b_mf: np.ndarray, acc_bits: int,
-               wide: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(p [M, N] int64, bad [N] int8) for validated operands; ``wide`` selects the int64
-    accumulator (the caller has proved which one is exact)."""
+@numba.njit(cache=True)
+def linear_i32_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
+    """:func:`linear_i32_parallel` on one thread (identical results)."""
+    for j in range(b.shape[0]):
+        flag = 0
+        for i in range(a.shape[0]):
+            flag |= _epilogue(_dot_i32(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
+        bad[j] = flag
+
+
+@numba.njit(cache=True, parallel=True)
+def linear_i64_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
+    """:func:`linear_i32_parallel` with an int64 accumulator."""
+    for j in numba.prange(b.shape[0]):
+        flag = 0
+        for i in range(a.shape[0]):
+            flag |= _epilogue(_dot_i64(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
+        bad[j] = flag
+
+
+@numba.njit(cache=True)
+def linear_i64_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
+    """:func:`linear_i64_parallel` on one thread (identical results)."""
+    for j in range(b.shape[0]):
+        flag = 0
+        for i in range(a.shape[0]):
+            flag |= _epilogue(_dot_i64(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
+        bad[j] = flag
+
+
+@numba.njit(cache=True)
+def activation_differences(a, a_zp, out, row_sum):
+    """out[i, k] = a[i, k] - a_zp[i] (out's dtype holds it), row_sum[i] = sum_k out[i, k];
+    returns max |out| (0 for an empty array)."""
+    rows, depth = a.shape
+    biggest = np.int64(0)
+    for i in range(rows):
+        z = np.int64(a_zp[i])
+        total = np.int64(0)
+        for t in range(depth):
+            v = np.int64(a[i, t]) - z
+            out[i, t] = v
+            total += v
+            biggest = max(biggest, abs(v))
+        row_sum[i] = total
+    return biggest
+
+
+_KERNELS = {(False, False): linear_i32_serial, (False, True): linear_i32_parallel,
+            (True, False): linear_i64_serial, (True, True): linear_i64_parallel}
+
+
+def run_linear(a_diff: np.ndarray, row_sum: np.ndarray, b: np.ndarray, b_zp: np.ndarray, b_mf: np.ndarray,
+               acc_bits: int, wide: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(p [M, N] int64, bad [N] int8) for validated operands (a_diff and its row sums from
+    :func:`activation_differences`); ``wide`` selects the int64 accumulator (the caller has
+    proved which one is exact)."""
     rows, cols = a_diff.shape[0], b.shape[0]
-    row_sum = a_diff.sum(axis=1, dtype=np.int64)
     p = np.empty((rows, cols), dtype=np.int64)
     bad = np.empty(cols, dtype=np.int8)
     acc_hi = (1 << (acc_bits - 1)) - 1
-    kernel = linear_parallel if rows * cols * a_diff.shape[1] >= PARALLEL_MIN_MACS else linear_serial
-    kernel(a_diff, b, b_zp, b_mf, row_sum, np.int64(-acc_hi - 1), np.int64(acc_hi), p, bad, bool(wide))
+    parallel = rows * cols * a_diff.shape[1] >= PARALLEL_MIN_MACS
+    _KERNELS[bool(wide), parallel](a_diff, b, b_zp, b_mf, row_sum, np.int64(-acc_hi - 1), np.int64(acc_hi), p, bad)
     return p, bad

@@ -41,7 +41,7 @@ from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import storage_dtype
 from ilsim.ops.quantize import (RowQuant, quantize_rows, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows)
-from ilsim.kernels.intdot import run_linear
+from ilsim.kernels.intdot import activation_differences, run_linear
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, is_int, require_attr,
                           require_shape)
 
@@ -305,9 +305,11 @@ def prepare_weight(b, b_zp, b_m, b_k, *, b_bits: int, b_signed: bool = True, mbi
 def _linear(a, a_zp, w: LinearWeight, a_bits: int, acc_bits: int, op: str) -> np.ndarray:
     """p[i, j] = acc[i, j] * b_m'[j] (int64), acc = (a - a_zp) @ (b - b_zp)^T exact and checked
     against signed acc_bits (WidthError naming the first acc[i,j] outside it)."""
-    a_diff = (a - a_zp[:, None]).astype(_difference_dtype(a_bits, w.bits))
-    wide = accumulator_kernel(a.shape[1], _max_abs(a_diff), w.max_abs_b) == "int64"
-    p, bad = run_linear(a_diff, w.b, w.b_zp, w.b_mf, acc_bits, wide)
+    a_diff = np.empty(a.shape, dtype=_difference_dtype(a_bits, w.bits))
+    row_sum = np.empty(a.shape[0], dtype=np.int64)
+    max_abs_a = int(activation_differences(a, a_zp, a_diff, row_sum))
+    wide = accumulator_kernel(a.shape[1], max_abs_a, w.max_abs_b) == "int64"
+    p, bad = run_linear(a_diff, row_sum, w.b, w.b_zp, w.b_mf, acc_bits, wide)
     if bad.any():  # rare: recompute acc exactly to name its first element outside the width
         acc = a_diff.astype(np.int64) @ (w.b.astype(np.int64) - w.b_zp[:, None]).T
         check_width(acc, acc_bits, True, op, "acc")
