@@ -127,8 +127,12 @@ class FloatLlama:
         c = self.config
         return KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, self.dtype)
 
-    def forward(self, ids, cache: KVCache | None = None, hook: Hook | None = None) -> np.ndarray:
-        """Logits [T, vocab] for token ids [T], continuing ``cache`` (and extending it) when given."""
+    def forward(self, ids, cache: KVCache | None = None, hook: Hook | None = None,
+                logits: str = "all") -> np.ndarray:
+        """Logits [T, vocab] for token ids [T], continuing ``cache`` (and extending it) when given;
+        ``logits="last"``: the last token's only ([1, vocab]), as generation needs."""
+        if logits not in ("all", "last"):
+            raise InputError(f"forward: logits must be 'all' or 'last', got {logits!r}")
         ids = self._check_ids(ids)
         start = 0 if cache is None else self._check_cache(cache)
         emit = hook or _no_hook
@@ -137,6 +141,8 @@ class FloatLlama:
         for layer in self.layers:
             x = x + self._attention(layer, x, cos, sin, cache, start, emit)
             x = x + self._mlp(layer, x, emit)
+        if logits == "last":
+            x = x[-1:]
         emit("model.norm.input", x)
         x = rms_norm(x, self.final_norm, self.config.rms_norm_eps)
         emit("lm_head.input", x)

@@ -23,6 +23,13 @@ from ilsim.graph.ops import GRAPH_OPS, Context
 from ilsim.widths import int_input
 
 
+def last_row(value):
+    """The last token's row of an edge value: a per-row tuple (RowQuant, WideOut) or an id array."""
+    if isinstance(value, tuple):
+        return type(value)(*(field[-1:] for field in value))
+    return value[-1:]
+
+
 @dataclass
 class WidthRecord:
     """Largest and smallest value seen in a value's integer tensor, against its declared width."""
@@ -75,8 +82,15 @@ class Interpreter:
         caches = {n.name: GRAPH_OPS[n.op].new_cache(n, capacity) for n in self.graph.nodes if n.op == "attention"}
         return State(caches=caches, capacity=capacity)
 
-    def forward(self, token_ids, state: State):
-        """Run the graph on new tokens (continuing ``state``); returns the graph's output value."""
+    def forward(self, token_ids, state: State, logits: str = "all"):
+        """Run the graph on new tokens (continuing ``state``); returns the graph's output value.
+
+        ``logits="last"`` computes the output node (the LM head) for the last token only, as
+        generation needs; its inputs are the last rows of the values it would otherwise read, so
+        the result is the last row of the ``"all"`` result, bit for bit.
+        """
+        if logits not in ("all", "last"):
+            raise InputError(f"forward: logits must be 'all' or 'last', got {logits!r}")
         ids = int_input(np.asarray(token_ids).reshape(-1), "forward", "token_ids")
         vocab = self.graph.model.vocab_size
         if int(ids.min()) < 0 or int(ids.max()) >= vocab:
@@ -91,6 +105,10 @@ class Interpreter:
         for node in self.graph.nodes:
             op = GRAPH_OPS[node.op]
             inputs = {role: values[name] for role, name in node.inputs.items()}
+            if logits == "last" and self.graph.outputs[0] in node.outputs:
+                if not op.rowwise:
+                    raise InputError(f"forward: logits='last' needs a row-wise output node, {node.name} is {node.op}")
+                inputs = {role: last_row(value) for role, value in inputs.items()}
             params = {role: self.graph.constants[name] for role, name in node.params.items()}
             out = op.run(node, inputs, params, ctx)
             values[node.outputs[0]] = out

@@ -98,10 +98,11 @@ class IntegerLM:
     def new_cache(self) -> State:
         return self.interpreter.new_state()
 
-    def forward_int(self, ids, cache: State | None = None):
-        """Integer logits (WideOut: p, m, k) for ``ids``, continuing ``cache`` when given."""
+    def forward_int(self, ids, cache: State | None = None, logits: str = "all"):
+        """Integer logits (WideOut: p, m, k) for ``ids`` (``logits="last"``: the last token's
+        only), continuing ``cache`` when given."""
         state = cache if cache is not None else self.new_cache()
-        return self.interpreter.forward(ids, state)
+        return self.interpreter.forward(ids, state, logits=logits)
 
     def forward(self, ids, cache: State | None = None) -> np.ndarray:
         """float64 logits p * m / 2^k, for measurements (perplexity, accuracy)."""
@@ -119,7 +120,7 @@ class IntegerLM:
             raise InputError(f"generate: prompt ({ids.size} tokens) + {max_new_tokens} new tokens exceeds "
                              f"the context of {self.context} positions")
         state = self.new_cache()
-        logits = self.forward_int(ids, state)
+        logits = self.forward_int(ids, state, logits="last")
         new = []
         eos = self.graph.model.eos_token_id
         for _ in range(max_new_tokens):

@@ -204,6 +204,16 @@ def test_prefill_plus_decode_equals_full_forward(model):
     assert np.abs(np.concatenate(rows) - full).max() <= logit_bound(full)
 
 
+def test_last_token_logits_are_the_last_row_of_all_logits(model):
+    ids = np.random.default_rng(5).integers(0, model.config.vocab_size, size=9)
+    every, last = model.forward(ids), model.forward(ids, logits="last")
+    assert last.shape == (1, every.shape[1])
+    # float: BLAS may sum a one-row product in another order, hence the bound, not equality
+    assert np.abs(last - every[-1:]).max() <= logit_bound(every)
+    with pytest.raises(InputError, match="logits must be 'all' or 'last'"):
+        model.forward(ids, logits="middle")
+
+
 def test_chunked_prefill_across_cache_growth_equals_full_forward(model):
     ids = np.arange(150) * 11 % 96  # the cache starts with room for 64 positions and must grow twice
     full = model.forward(ids)

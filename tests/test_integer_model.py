@@ -195,3 +195,14 @@ def test_saving_is_deterministic(graph_file, tmp_path):
     a, b = save_graph(graph, tmp_path / "a.ilsim"), save_graph(graph, tmp_path / "b.ilsim")
     assert a.read_bytes() == b.read_bytes()
     assert graph_format.FORMAT_VERSION == 1
+
+
+def test_last_token_logits_are_the_last_row_of_all_logits(graph_file):
+    graph = load_graph(graph_file)
+    interp = Interpreter(graph)
+    every = interp.forward(prompt(), interp.new_state())
+    last = interp.forward(prompt(), interp.new_state(), logits="last")
+    for name, a, b in zip(every._fields, every, last):
+        assert b.shape[0] == 1 and b.dtype == a.dtype and np.array_equal(a[-1:], b), name
+    with pytest.raises(InputError, match="logits must be 'all' or 'last'"):
+        interp.forward(prompt(), interp.new_state(), logits="first")

@@ -64,6 +64,7 @@ class KVCache:
 
 class AttentionOp(GraphOp):
     name = "attention"
+    rowwise = False       # a token attends to every cached position
     inputs = ("q", "k", "v")
     params = ("cos", "sin")
     attrs = {

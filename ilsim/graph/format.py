@@ -177,31 +177,31 @@ def _parse_doc(doc: dict, src: str) -> Graph:
 def load_graph(path) -> Graph:
     """Read and fully validate a graph file. Any defect is a GraphError naming the file and the
     node or tensor; a truncated or corrupt file never reaches the interpreter."""
-    from safetensors import SafetensorError, safe_open
-
     from ilsim.graph.validate import validate_graph
+    from ilsim.hf.safetensors_file import (INTEGER_FILE_DTYPES, CheckpointError, read_header,
+                                           read_integer_tensors)
 
     path = Path(path)
     src = str(path)
     if not path.is_file():
         raise GraphError(f"{src}: no such graph file")
     try:
-        with safe_open(str(path), framework="numpy") as fh:
-            metadata = fh.metadata() or {}
-            _require(metadata.get("ilsim.format") == FORMAT_NAME,
-                     f"{src}: safetensors file without ilsim graph metadata (not an ilsim graph)")
-            try:
-                doc = json.loads(metadata["ilsim.graph"])
-            except (KeyError, json.JSONDecodeError) as err:
-                raise GraphError(f"{src}: graph JSON is missing or corrupt ({err})") from None
-            graph = _parse_doc(doc, src)
-            names = set(fh.keys())
-            missing = sorted(set(graph.decls) - names)
-            extra = sorted(names - set(graph.decls))
-            _require(not missing, f"{src}: constants declared but not stored: {missing[:5]}")
-            _require(not extra, f"{src}: tensors stored but not declared: {extra[:5]}")
-            graph.constants = {name: fh.get_tensor(name) for name in sorted(names)}
-    except SafetensorError as err:
+        header = read_header(path, INTEGER_FILE_DTYPES)
+        metadata = header.metadata
+        _require(metadata.get("ilsim.format") == FORMAT_NAME,
+                 f"{src}: safetensors file without ilsim graph metadata (not an ilsim graph)")
+        try:
+            doc = json.loads(metadata["ilsim.graph"])
+        except (KeyError, json.JSONDecodeError) as err:
+            raise GraphError(f"{src}: graph JSON is missing or corrupt ({err})") from None
+        graph = _parse_doc(doc, src)
+        names = set(header.tensors)
+        missing = sorted(set(graph.decls) - names)
+        extra = sorted(names - set(graph.decls))
+        _require(not missing, f"{src}: constants declared but not stored: {missing[:5]}")
+        _require(not extra, f"{src}: tensors stored but not declared: {extra[:5]}")
+        graph.constants = read_integer_tensors(header)
+    except CheckpointError as err:
         raise GraphError(f"{src}: truncated or corrupt graph file ({err})") from None
     except OSError as err:
         raise GraphError(f"{src}: cannot read graph file ({err})") from None

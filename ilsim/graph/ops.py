@@ -43,6 +43,7 @@ class GraphOp:
     (name -> (type, default or REQUIRED)) and implement ``run``."""
 
     name = ""
+    rowwise = True        # each output row depends only on the same row of the inputs
     inputs: tuple = ()
     params: tuple = ()
     optional_params: tuple = ()

@@ -31,6 +31,11 @@ class CheckpointError(InputError):
 
 #: safetensors dtype name -> (bytes per element, little-endian NumPy storage dtype of the raw bits)
 FLOAT_DTYPES: dict[str, tuple[int, str]] = {"F32": (4, "<f4"), "F16": (2, "<f2"), "BF16": (2, "<u2")}
+#: safetensors dtype name -> (bytes per element, little-endian NumPy dtype) of the integer tensors
+#: an ilsim graph stores.
+INTEGER_FILE_DTYPES: dict[str, tuple[int, str]] = {
+    "I8": (1, "<i1"), "U8": (1, "<u1"), "I16": (2, "<i2"), "U16": (2, "<u2"), "I32": (4, "<i4"),
+    "U32": (4, "<u4"), "I64": (8, "<i8")}
 #: Upper bound on the JSON header, as in the reference implementation (100 MB).
 MAX_HEADER_BYTES = 100_000_000
 
@@ -55,8 +60,9 @@ class SafetensorsHeader:
     metadata: dict[str, str]
 
 
-def read_header(path: str | os.PathLike) -> SafetensorsHeader:
-    """Parse and check the header of ``path``; raises CheckpointError on any defect."""
+def read_header(path: str | os.PathLike, dtypes: dict = FLOAT_DTYPES) -> SafetensorsHeader:
+    """Parse and check the header of ``path`` (tensors of ``dtypes`` only, by default the float
+    ones); raises CheckpointError on any defect."""
     path = Path(path)
     file_size = _file_size(path)
     with open(path, "rb") as f:
@@ -79,7 +85,7 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
     metadata = header.pop("__metadata__", None) or {}
     data_start = 8 + header_length
     data_length = file_size - data_start
-    tensors = {name: _parse_entry(path, name, spec, data_length) for name, spec in header.items()}
+    tensors = {name: _parse_entry(path, name, spec, data_length, dtypes) for name, spec in header.items()}
     return SafetensorsHeader(path, data_start, data_length, tensors, metadata)
 
 
@@ -90,7 +96,7 @@ def _file_size(path: Path) -> int:
         raise CheckpointError(f"{path}: cannot read safetensors file ({exc.strerror})") from None
 
 
-def _parse_entry(path: Path, name: str, spec, data_length: int) -> TensorEntry:
+def _parse_entry(path: Path, name: str, spec, data_length: int, dtypes: dict) -> TensorEntry:
     """Check one header entry against the dtype table and the data length; return it typed."""
     where = f"{path}: tensor {name!r}"
     if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
@@ -101,11 +107,11 @@ def _parse_entry(path: Path, name: str, spec, data_length: int) -> TensorEntry:
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
             and 0 <= offsets[0] <= offsets[1]):
         raise CheckpointError(f"{where}: corrupt data_offsets {offsets!r}")
-    if dtype not in FLOAT_DTYPES:
+    if dtype not in dtypes:
         raise CheckpointError(f"{where}: dtype {dtype!r} is not supported "
-                              f"(supported: {', '.join(FLOAT_DTYPES)})")
+                              f"(supported: {', '.join(dtypes)})")
     begin, end = offsets
-    expected_bytes = math.prod(shape) * FLOAT_DTYPES[dtype][0]
+    expected_bytes = math.prod(shape) * dtypes[dtype][0]
     if end - begin != expected_bytes:
         raise CheckpointError(f"{where}: data_offsets {offsets} hold {end - begin} bytes but shape "
                               f"{shape} of {dtype} needs {expected_bytes}")
@@ -132,6 +138,20 @@ def read_tensors(path: str | os.PathLike, names=None) -> tuple[dict[str, np.ndar
                                    header.tensors[n].dtype, header.tensors[n].shape) for n in wanted}
     del raw
     return tensors, {n: header.tensors[n].dtype for n in wanted}
+
+
+def read_integer_tensors(header: SafetensorsHeader) -> dict[str, np.ndarray]:
+    """Every tensor of a header parsed with INTEGER_FILE_DTYPES, each read into its own array
+    (no mapping of the whole file, so the peak memory is the tensors themselves)."""
+    tensors = {}
+    with open(header.path, "rb") as f:
+        for name, entry in sorted(header.tensors.items()):
+            f.seek(header.data_start + entry.begin)
+            array = np.empty(entry.shape, dtype=INTEGER_FILE_DTYPES[entry.dtype][1])
+            if f.readinto(memoryview(array).cast("B")) != entry.end - entry.begin:
+                raise CheckpointError(f"{header.path}: tensor {name!r}: truncated file")
+            tensors[name] = array.astype(array.dtype.newbyteorder("="), copy=False)
+    return tensors
 
 
 def widen_to_float32(raw_bytes: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
