@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.errors import InputError, WidthError
+from ilsim.kernels.checks import rows_within
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -105,6 +106,27 @@ def int_input(x, op: str, name: str, bits: int | None = None, signed: bool = Tru
     """:func:`int_operand`, returned as a C-contiguous int64 array."""
     arr = int_operand(x, op, name, bits, signed, ndim, allow_empty)
     return np.ascontiguousarray(arr, dtype=np.int64).reshape(arr.shape)
+
+
+def _plain_ints(x, ndim: int) -> bool:
+    """A NumPy integer array (bool and uint64 excluded) of ``ndim`` dimensions, not empty."""
+    return (isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.dtype != np.uint64 and x.ndim == ndim
+            and x.size > 0)
+
+
+def rows_fit(q, zp, m, k, bits: int, signed: bool, mbits: int, max_shift: int = 63, min_m: int = 0) -> bool:
+    """Fast acceptance test of a per-row quantized operand: q a 2-D integer array [rows, N] of
+    ``bits`` (signed or not), zp [rows] of the same width, m [rows] in [0, 2^mbits), k [rows] in
+    [0, max_shift], all plain integer arrays. True means the detailed validation (int_input and
+    friends) would accept them; False means nothing: run the detailed validation, which raises
+    the precise error (or accepts a form this test does not cover, such as broadcast scales)."""
+    if not (_plain_ints(q, 2) and _plain_ints(zp, 1) and _plain_ints(m, 1) and _plain_ints(k, 1)):
+        return False
+    rows = q.shape[0]
+    if zp.shape[0] != rows or m.shape[0] != rows or k.shape[0] != rows:
+        return False
+    lo, hi = int_range(bits, signed)
+    return bool(rows_within(q, zp, m, k, lo, hi, min_m, (1 << mbits) - 1, max_shift))
 
 
 def require_shape(arr: np.ndarray, shape: tuple, op: str, name: str) -> None:

@@ -43,7 +43,7 @@ from ilsim.ops.quantize import (RowQuant, quantize_rows, quantize_rows_2d, quant
                                 require_zero_rows)
 from ilsim.kernels.intdot import activation_differences, run_linear
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, is_int, require_attr,
-                          require_shape)
+                          require_shape, rows_fit)
 
 OP_ACC = "matmul_accumulate"
 OP_WIDE = "di_matmul_wide"
@@ -490,13 +490,16 @@ def _prepared_activations(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits, a_sign
     acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - w.mbits, op, f"acc_bits (with mbits={w.mbits})")
     a_bits = _int_attr(a_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "a_bits")
     a_signed = _bool_attr(a_signed, op, "a_signed")
+    _require_exact_int64(w.b.shape[1], max_abs_difference(a_bits) * max_abs_difference(w.bits), op, "acc")
+    if rows_fit(a, a_zp, a_m, a_k, a_bits, a_signed, w.mbits, MAX_SHIFT) and a.shape[1] == w.b.shape[1]:
+        return (np.ascontiguousarray(a), *(np.ascontiguousarray(v, dtype=np.int64) for v in (a_zp, a_m, a_k)),
+                a_bits, acc_bits)
     a = int_operand(a, op, "a", bits=a_bits, signed=a_signed, ndim=2)
     if a.shape[1] != w.b.shape[1]:
         raise InputError(f"{op}: a is [M, K] = {a.shape} and b is [N, K] = {w.b.shape}: "
                          f"their K (last axis) must match")
     a_zp = int_input(a_zp, op, "a_zp", bits=a_bits, signed=a_signed, ndim=1)
     require_shape(a_zp, (a.shape[0],), op, "a_zp")
-    _require_exact_int64(a.shape[1], max_abs_difference(a_bits) * max_abs_difference(w.bits), op, "acc")
     a_m, a_k = _scale_vector(a_m, a_k, a.shape[0], op, "a", w.mbits)
     return a, a_zp, a_m, a_k, a_bits, acc_bits
 

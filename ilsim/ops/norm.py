@@ -40,7 +40,7 @@ from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
-                          require_int_attrs, require_shape)
+                          require_int_attrs, require_shape, rows_fit)
 
 OP_RMS = "di_rmsnorm"
 OP_LN = "di_layernorm"
@@ -103,6 +103,16 @@ def _check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bit
 def _inputs(attrs: NormAttrs, x, m, k, gamma, beta):
     """Validate the tensors (InputError naming op and tensor); x comes back as int64 [rows, D]."""
     op = attrs.op
+    if isinstance(x, np.ndarray) and x.ndim == 2 and rows_fit(x, np.zeros(x.shape[0], dtype=np.int64), m, k,
+                                                               attrs.in_bits, True, attrs.mbits):
+        d = x.shape[1]
+        gamma = int_input(gamma, op, "gamma", bits=attrs.mbits + 1, signed=True, ndim=1)
+        require_shape(gamma, (d,), op, "gamma")
+        if beta is not None:
+            beta = int_input(beta, op, "beta", bits=attrs.mbits + 1, signed=True, ndim=1)
+            require_shape(beta, (d,), op, "beta")
+        return (np.ascontiguousarray(x, dtype=np.int64), *(np.ascontiguousarray(a, dtype=np.int64) for a in (m, k)),
+                gamma, beta)
     if np.ndim(x) < 1:  # checked first: int_input returns a 0-d input as shape (1,)
         raise InputError(f"{op}: x must have at least one dimension (the hidden size), got a scalar")
     x = int_input(x, op, "x", bits=attrs.in_bits, signed=True)

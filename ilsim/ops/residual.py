@@ -29,7 +29,7 @@ from ilsim.errors import InputError, WidthError
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, int_range, require_attr,
-                          require_bool_attrs, require_int_attrs)
+                          require_bool_attrs, require_int_attrs, rows_fit)
 
 OP = "residual_add"
 
@@ -56,6 +56,8 @@ def _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, 
 
 def _operand(v, zp, m, k, bits, signed, mbits, name, shape=None):
     """Validate one operand: v int{bits}, zp per row (same width), (m, k) per row; rows flattened."""
+    if rows_fit(v, zp, m, k, bits, signed, mbits) and (shape is None or v.shape == tuple(shape)):
+        return np.ascontiguousarray(v), *(np.ascontiguousarray(a, dtype=np.int64) for a in (zp, m, k))
     if np.ndim(v) < 1:  # checked first: int_input returns a 0-d input as shape (1,)
         raise InputError(f"{OP}: {name} must have at least one dimension, got a scalar")
     v = int_operand(v, OP, name, bits=bits, signed=signed)

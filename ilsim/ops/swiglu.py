@@ -33,12 +33,12 @@ from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_refer
                                   rshift_round_reference)
 from ilsim.errors import InputError, WidthError
 from ilsim.kernels.rowquant import bit_length_i64
-from ilsim.ops.exp import (INT64_MAX_K, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
+from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
                            scale_input, shaped_input, shift_input, t_abs_limit)
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
-from ilsim.widths import check_width, require_attr, require_shape
+from ilsim.widths import check_width, require_attr, require_shape, rows_fit
 
 OP_SILU = "di_silu"
 OP_SWIGLU = "di_swiglu"
@@ -146,6 +146,9 @@ class _Operand(NamedTuple):
 
 def _operand(op, name, v, zp, m, k, in_bits, in_signed, shape=None) -> _Operand:
     """One quantized operand: values, per-row zero point, per-row scale (all validated)."""
+    if rows_fit(v, zp, m, k, in_bits, in_signed, SCALE_MBITS, MAX_SHIFT, min_m=1) and (shape is None or
+                                                                                    v.shape == tuple(shape)):
+        return _Operand(*(np.ascontiguousarray(a, dtype=np.int64) for a in (v, zp, m, k)))
     v = shaped_input(v, op, name, bits=in_bits, signed=in_signed)
     require_attr(v.ndim >= 1, op, f"{name} must have at least one dimension, got a scalar")
     if shape is not None:

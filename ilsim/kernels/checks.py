@@ -1,0 +1,22 @@
+"""Numba range checks of a per-row quantized operand, for the operators' fast validation.
+
+One call checks q [rows, N] and its per-row zp, m, k [rows] against their declared ranges; the
+caller falls back to the detailed (NumPy) validation whenever this says no, so every error
+message still comes from one place.
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(cache=True)
+def rows_within(q, zp, m, k, q_lo, q_hi, m_lo, m_hi, k_hi):
+    """True when every q and zp is in [q_lo, q_hi], every m in [m_lo, m_hi], every k in [0, k_hi]."""
+    for i in range(q.shape[0]):
+        if zp[i] < q_lo or zp[i] > q_hi or m[i] < m_lo or m[i] > m_hi or k[i] < 0 or k[i] > k_hi:
+            return False
+        for j in range(q.shape[1]):
+            if q[i, j] < q_lo or q[i, j] > q_hi:
+                return False
+    return True
