@@ -81,3 +81,32 @@ def test_row_kernel_identical_serial_parallel_and_any_thread_count():
                         assert np.array_equal(a, b)
     finally:
         numba.set_num_threads(before)
+
+
+@st.composite
+def _root_cases(draw):
+    d = draw(_edge_ints(1, 1 << 14))
+    frac_bits = draw(st.integers(0, 16))
+    rows = draw(st.integers(1, 4))
+    sums = [draw(_edge_ints(0, (1 << 50) - 1)) for _ in range(rows)]
+    ms = [draw(_edge_ints(0, (1 << 30) - 1)) for _ in range(rows)]
+    ks = [draw(_edge_ints(0, 63)) for _ in range(rows)]
+    return d, frac_bits, draw(_edge_ints(1, (1 << 30) - 1)), draw(_edge_ints(0, 63)), sums, ms, ks
+
+
+@given(_root_cases())
+def test_rms_root_kernel_equals_the_python_row_functions_or_defers(case):
+    from ilsim.ops.norm import _rms_roots_kernel, eps_in_row_units, row_root
+
+    d, frac_bits, eps_m, eps_k, sums, ms, ks = case
+    roots, status = np.empty(len(sums), np.int64), np.empty(len(sums), np.int8)
+    _rms_roots_kernel(np.array(sums), np.array(ms), np.array(ks), d, eps_m, eps_k, frac_bits, roots, status)
+    for r, (s, m, k) in enumerate(zip(sums, ms, ks)):
+        try:
+            want = row_root("op", r, s, d, eps_in_row_units(eps_m, eps_k, m, k, frac_bits), frac_bits)
+        except WidthError:
+            want = None
+        if status[r] == 0:
+            assert want == roots[r]
+        else:
+            assert status[r] == 1   # the Python functions take this row (and raise where want is None)

@@ -30,12 +30,13 @@ PARALLEL_MIN_ELEMENTS = 1 << 14
 
 @numba.njit(cache=True, inline="always")
 def bit_length_i64(x):
-    """Bits of a non-negative int64 (0 for 0): Python's int.bit_length."""
+    """Bits of a non-negative int64 (0 for 0): Python's int.bit_length, by halving search."""
     n = 0
-    while x > 0:
-        x >>= 1
-        n += 1
-    return n
+    for step in (32, 16, 8, 4, 2, 1):
+        if x >= np.int64(1) << step:
+            x >>= step
+            n += step
+    return n + (1 if x > 0 else 0)
 
 
 @numba.njit(cache=True, inline="always")

@@ -33,10 +33,11 @@ import numba
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.isqrt import ISQRT_MAX, isqrt_reference
-from ilsim.arith.jit import div_round_i64, mode_code
+from ilsim.arith.isqrt import ISQRT_MAX, isqrt_i64, isqrt_reference
+from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code
 from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
+from ilsim.kernels.rowquant import bit_length_i64
 from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
@@ -327,15 +328,57 @@ def _eps_rows(attrs: NormAttrs, m_rows, k_rows) -> list[int]:
             for m_r, k_r in zip(m_rows.tolist(), k_rows.tolist())]
 
 
+@numba.njit(cache=True)
+def _rms_roots_kernel(sum_sq, m, k, d, eps_m, eps_k, frac_bits, roots, status):
+    """roots[r] = row_root(S[r], D, eps_in_row_units(...)) where every step fits int64 (then
+    status[r] = 0); status[r] = 1 leaves the row to the Python-int functions (wider values, or
+    an error they report)."""
+    for r in range(sum_sq.shape[0]):
+        status[r] = 1
+        if m[r] == 0:
+            e = np.int64(0)
+        else:
+            # div_round(eps_m 2^(2k + 2F), m^2 2^eps_k): the same rational with 2^eps_k cancelled
+            shift = 2 * k[r] + 2 * frac_bits - eps_k
+            m_sq_bits = 2 * bit_length_i64(m[r])
+            if shift >= 0 and bit_length_i64(eps_m) + shift <= 61 and m_sq_bits <= 61:
+                e = div_round_i64(eps_m << shift, m[r] * m[r], HALF_UP)
+            elif shift < 0 and m_sq_bits - shift <= 61:
+                e = div_round_i64(eps_m, (m[r] * m[r]) << -shift, HALF_UP)
+            else:
+                continue
+        if bit_length_i64(sum_sq[r]) + 2 * frac_bits > 61 or bit_length_i64(d) + bit_length_i64(e) > 61:
+            continue
+        ms = ((sum_sq[r] << (2 * frac_bits)) + d * e) // d
+        if ms > ISQRT_MAX:
+            continue
+        root = isqrt_i64(ms)
+        if root == 0 and sum_sq[r] > 0:
+            continue
+        roots[r] = root
+        status[r] = 0
+
+
+def _rms_roots(attrs: NormAttrs, s: np.ndarray, m_rows: np.ndarray, k_rows: np.ndarray, d: int) -> np.ndarray:
+    """Every row's r = isqrt(ms): the Numba kernel where int64 holds each step, the per-row
+    Python ints (exactly the reference's functions, in row order) for the others."""
+    roots = np.empty(s.shape[0], dtype=np.int64)
+    status = np.empty(s.shape[0], dtype=np.int8)
+    _rms_roots_kernel(np.ascontiguousarray(s, dtype=np.int64), m_rows, k_rows, d, attrs.eps_m, attrs.eps_k,
+                      attrs.rms_frac_bits, roots, status)
+    for r in np.flatnonzero(status).tolist():
+        e_r = eps_in_row_units(attrs.eps_m, attrs.eps_k, int(m_rows[r]), int(k_rows[r]), attrs.rms_frac_bits)
+        roots[r] = row_root(attrs.op, r, int(s[r]), d, e_r, attrs.rms_frac_bits)
+    return roots
+
+
 def _rmsnorm_fast(attrs: NormAttrs, x, m, k, gamma) -> RowQuant:
     shape = np.shape(x)
     x2d, m_rows, k_rows, gamma, _ = _inputs(attrs, x, m, k, gamma, None)
     x2d = np.where((m_rows == 0)[:, None], 0, x2d)
     d = x2d.shape[1]
     s = check_width((x2d * x2d).sum(axis=1), _sum_sq_width(attrs.in_bits, d), False, attrs.op, "S")
-    e_rows = _eps_rows(attrs, m_rows, k_rows)
-    # e_r, ms and r are per-row Python ints (a few per row), exactly as in the reference
-    roots = _roots(attrs.op, s.tolist(), d, e_rows, attrs.rms_frac_bits)
+    roots = _rms_roots(attrs, s, m_rows, k_rows, d)
     y = _normalize_fast(attrs, x2d, gamma, None, roots)
     return _out(attrs, y, shape, reference=False)
 

@@ -72,9 +72,11 @@ def row_output_scale(m_in: int, k_in: int, value_range: int, levels: int, mbits:
     hi_m = 1 << mbits
 
     def rounded(t: int) -> int:
+        """round_half_up(num * 2^t / levels) = floor((2 num 2^t + levels) / (2 levels)), exactly."""
         if t >= 0:
-            return div_round_reference(num << t, levels)
-        return div_round_reference(num, levels << -t)
+            return ((num << (t + 1)) + levels) // (levels << 1)
+        divisor = levels << -t
+        return ((num << 1) + divisor) // (divisor << 1)
 
     t = mbits - 1 - (num.bit_length() - levels.bit_length())
     while rounded(t) >= hi_m:
