@@ -99,3 +99,25 @@ def test_all_heads_path_does_not_depend_on_the_thread_count():
         numba.set_num_threads(before)
     _assert_same(multi, single)
     _assert_same(multi, _run(attrs, [37, 1, 1], 5, (20, 26), fast=False))
+
+
+@given(st.integers(1, 4), st.sampled_from([2, 4, 8]), st.integers(1, 6), st.sampled_from([2, 4, 8]),
+       st.integers(0, 2**32 - 1))
+def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits, seed):
+    from ilsim.graph.attention import _rotate_all_heads
+    from ilsim.ops.rope import di_rope, rope_tables
+
+    rng = np.random.default_rng(seed)
+    attrs = {key: default for key, (_, default) in OP.attrs.items()}
+    attrs.update(head_dim=head_dim, in_bits=bits, qk_bits=bits)
+    tables = rope_tables(16, head_dim, theta=10000.0, frac_bits=attrs["rope_frac_bits"])
+    start = int(rng.integers(0, 16 - tokens + 1))
+    cos, sin = tables.cos[start:start + tokens], tables.sin[start:start + tokens]
+    x = _row_quant(rng, tokens, heads * head_dim, bits, False, (18, 30))
+    got = _rotate_all_heads(x, heads, cos, sin, attrs, tables_checked=True)
+    want = di_rope(x.q.reshape(tokens, heads, head_dim).transpose(1, 0, 2), x.zp, x.m, x.k,
+                   np.arange(tokens), cos, sin, in_bits=bits, in_signed=False,
+                   table_frac_bits=attrs["rope_frac_bits"], out_bits=bits, zero_rows="zero")
+    assert got is not None
+    for name, a, b in zip(want._fields, got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b), name

@@ -40,8 +40,10 @@ from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
 from ilsim.kernels import attention as attention_kernels
 from ilsim.ops._common import row_scale_arrays
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d
+from ilsim.ops.rope import check_rope_tables
+from ilsim.ops.rope import y_bits as rope_y_bits
 from ilsim.ops.softmax import softmax_rows
-from ilsim.widths import int_operand
+from ilsim.widths import int_operand, rows_fit
 
 
 class KVCache:
@@ -91,6 +93,11 @@ class AttentionOp(GraphOp):
     def output_width(self, node):
         return self.attr(node, "out_bits"), False
 
+    def prepare(self, node, params):
+        """The RoPE tables checked once (di_rope checks them on every call): True."""
+        check_rope_tables(params["cos"], params["sin"], self.attr(node, "rope_frac_bits"), node.attrs["head_dim"])
+        return True
+
     def new_cache(self, node, capacity: int) -> KVCache:
         a = node.attrs
         return KVCache(a["num_kv_heads"], a["head_dim"], capacity, np.uint8 if self.attr(node, "qk_bits") <= 8
@@ -120,8 +127,12 @@ class AttentionOp(GraphOp):
                         in_signed=False, table_frac_bits=a["rope_frac_bits"], out_bits=a["qk_bits"],
                         zero_rows="zero")
 
-        _append(cache, rotate(k, a["num_kv_heads"]), v, a, node.name)
-        qr = rotate(q, a["num_heads"])                                   # [H, T, d]
+        def rotate_any(x: RowQuant, heads: int) -> RowQuant:
+            fast = None if ctx.reference else _rotate_all_heads(x, heads, cos, sin, a, ctx.prepared.get(node.name))
+            return rotate(x, heads) if fast is None else fast
+
+        _append(cache, rotate_any(k, a["num_kv_heads"]), v, a, node.name)
+        qr = rotate_any(q, a["num_heads"])                               # [H, T, d]
         if ctx.reference:
             return _heads_by_group(a, qr, cache, positions, reference=True)
         try:
@@ -131,6 +142,28 @@ class AttentionOp(GraphOp):
             _heads_by_group(a, qr, cache, positions, reference=False)
             raise AssertionError(f"attention {node.name}: the all-heads path raised {fast_error!r} where "
                                  f"the per-group path did not") from fast_error
+
+
+def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked) -> RowQuant | None:
+    """di_rope's integers for x [T, heads*d] by one kernel call, or None where the operator must
+    decide (inputs or results outside their widths, tables not checked at prepare): di_rope then
+    runs and reports any error as the contract says."""
+    frac, d, t = a["rope_frac_bits"], a["head_dim"], x.q.shape[0]
+    if not tables_checked or not rows_fit(x.q, x.zp, x.m, x.k, a["in_bits"], False, MBITS, MAX_SHIFT - frac):
+        return None
+    y = np.empty((heads, t, d), dtype=np.int64)
+    bad = np.empty(heads * t, dtype=np.int8)
+    attention_kernels.rotate(x.q, x.zp, cos, sin, heads, *_width_bounds(rope_y_bits(a["in_bits"], frac)), y, bad)
+    if bad.any():
+        return None
+    rows_m = np.broadcast_to(np.asarray(x.m, dtype=np.int64), (heads, t)).reshape(-1)
+    rows_k = np.broadcast_to(np.asarray(x.k, dtype=np.int64) + frac, (heads, t)).reshape(-1)
+    try:
+        out = quantize_rows_2d(y.reshape(heads * t, d), rows_m, rows_k, bits=a["qk_bits"], symmetric=False,
+                               mbits=MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="di_rope.y")
+    except IlsimError:
+        return None
+    return RowQuant(out.q.reshape(heads, t, d), *(f.reshape(heads, t) for f in out[1:]))
 
 
 def _append(cache: KVCache, kr: RowQuant, v: RowQuant, a: dict, name: str) -> None:

@@ -62,3 +62,33 @@ def values(probs, v_mf, v_cache, group, tokens, stop, acc_lo, acc_hi, out, bad):
                 flag = np.int8(1)
             out[t, h * depth + c] = acc[c]
         bad[r] = flag
+
+
+@numba.njit(cache=True, parallel=True)
+def rotate(x, zp, cos, sin, heads, y_lo, y_hi, y, bad):
+    """Integer RoPE (HF rotate_half pairing) of every head of x [T, heads*d]:
+        y[h, t, j]       = x'_j * cos[t, j] - x'_{j+d/2} * sin[t, j]
+        y[h, t, j + d/2] = x'_{j+d/2} * cos[t, j] + x'_j * sin[t, j],   x' = x[t, h*d + .] - zp[t]
+    with cos, sin the table rows of the tokens' positions; bad[h*T + t] = 1 where a y leaves
+    [y_lo, y_hi] (its declared width)."""
+    tokens = x.shape[0]
+    depth = y.shape[2]
+    half = depth // 2
+    for r in numba.prange(heads * tokens):
+        h = r // tokens
+        t = r - h * tokens
+        z = np.int64(zp[t])
+        base = h * depth
+        flag = np.int8(0)
+        for j in range(half):
+            first = np.int64(x[t, base + j]) - z
+            second = np.int64(x[t, base + j + half]) - z
+            c = np.int64(cos[t, j])
+            s = np.int64(sin[t, j])
+            a = first * c - second * s
+            b = second * c + first * s
+            y[h, t, j] = a
+            y[h, t, j + half] = b
+            if a < y_lo or a > y_hi or b < y_lo or b > y_hi:
+                flag = np.int8(1)
+        bad[r] = flag

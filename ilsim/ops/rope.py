@@ -273,6 +273,18 @@ def _inputs(x, zp, m, k, positions, cos, sin, in_bits, in_signed, frac_bits, mbi
                          f"must be <= 63 (the output shift), so k <= {MAX_SHIFT - frac_bits}")
     positions = int_input(positions, OP, "positions", ndim=1)
     require_shape(positions, (t_len,), OP, "positions")
+    cos, sin = check_rope_tables(cos, sin, frac_bits, d)
+    bad = (positions < 0) | (positions >= cos.shape[0])
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise InputError(f"{OP}: positions[{t}] = {int(positions[t])} is outside the table's "
+                         f"[0, {cos.shape[0]}) positions")
+    return x, zp, m, k, positions, cos, sin
+
+
+def check_rope_tables(cos, sin, frac_bits: int, d: int):
+    """Validate the tables (InputError naming op and table): int{F+2} [P, D/2] with every entry in
+    [-2^F, 2^F], sin of cos's shape. Returns them as int64 arrays."""
     tables = []
     for name, table in (("cos", cos), ("sin", sin)):
         table = int_input(table, OP, name, bits=frac_bits + 2, signed=True, ndim=2)
@@ -283,14 +295,8 @@ def _inputs(x, zp, m, k, positions, cos, sin, in_bits, in_signed, frac_bits, mbi
             raise InputError(f"{OP}: {name}[{idx[0]},{idx[1]}] = {int(table[idx])} is outside "
                              f"[-2^F, 2^F] for table_frac_bits F = {frac_bits}")
         tables.append(table)
-    cos, sin = tables
-    require_shape(sin, cos.shape, OP, "sin")
-    bad = (positions < 0) | (positions >= cos.shape[0])
-    if bad.any():
-        t = int(np.argmax(bad))
-        raise InputError(f"{OP}: positions[{t}] = {int(positions[t])} is outside the table's "
-                         f"[0, {cos.shape[0]}) positions")
-    return x, zp, m, k, positions, cos, sin
+    require_shape(tables[1], tables[0].shape, OP, "sin")
+    return tables[0], tables[1]
 
 
 def _out(y, m, k, attrs, reference: bool) -> RowQuant:
