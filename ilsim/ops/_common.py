@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ilsim.arith.dyadic import MAX_SHIFT
@@ -66,3 +68,20 @@ def require_nonzero_rows(x2d, op: str, tensor: str) -> None:
         r = int(np.argmax(zero))
         raise ZeroRangeError(f"{op}: row {r} of {tensor} is all zeros: a zero range has no output scale "
                              f"(pass zero_rows='zero' to quantize it to zeros)")
+
+
+def memoized_attrs(check):
+    """Cache an attribute check's result per argument values (``typed``: 1, True and np.int64(1)
+    are different keys, as the checks treat them differently). Errors are not cached: a bad
+    attribute raises on every call. Unhashable arguments skip the cache."""
+    cached = functools.lru_cache(maxsize=1024, typed=True)(check)
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            hash((args, tuple(kwargs.items())))
+        except TypeError:
+            return check(*args, **kwargs)
+        return cached(*args, **kwargs)
+
+    return wrapper

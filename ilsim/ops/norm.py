@@ -38,7 +38,7 @@ from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code
 from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
 from ilsim.kernels.rowquant import bit_length_i64
-from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
+from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape, rows_fit)
@@ -76,6 +76,7 @@ class NormAttrs:
 
 
 
+@memoized_attrs
 def _check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                  out_symmetric, mbits, y_bits, rounding, zero_rows) -> NormAttrs:
     """InputError naming ``op`` for any attribute outside its documented range."""

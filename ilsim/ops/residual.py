@@ -26,7 +26,7 @@ from ilsim.arith.dyadic import DEFAULT_MBITS
 from ilsim.arith.jit import mode_code, rshift_round_i64
 from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round_reference
 from ilsim.errors import InputError, WidthError
-from ilsim.ops._common import require_nonzero_rows, reshape_rows, row_scale_arrays_any
+from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, int_range, require_attr,
                           require_bool_attrs, require_int_attrs, rows_fit)
@@ -40,6 +40,7 @@ def sum_bits(a_bits: int, b_bits: int, mbits: int) -> int:
     return max(a_bits, b_bits) + mbits + 2
 
 
+@memoized_attrs
 def _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows):
     require_int_attrs(OP, a_bits=a_bits, b_bits=b_bits, out_bits=out_bits, mbits=mbits)
     require_bool_attrs(OP, a_signed=a_signed, b_signed=b_signed)

@@ -30,7 +30,7 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding
 from ilsim.errors import IlsimError, InputError, WidthError
-from ilsim.ops._common import require_nonzero_rows, row_scale_arrays, storage_dtype
+from ilsim.ops._common import memoized_attrs, require_nonzero_rows, row_scale_arrays, storage_dtype
 from ilsim.ops.quantize import RowQuant, quantize_rows, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, is_int, require_attr, require_bool_attrs,
                           require_int_attrs, require_shape)
@@ -238,6 +238,7 @@ def y_bits(in_bits: int, table_frac_bits: int) -> int:
     return in_bits + table_frac_bits + 2
 
 
+@memoized_attrs
 def _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding, zero_rows):
     require_int_attrs(OP, in_bits=in_bits, table_frac_bits=table_frac_bits, out_bits=out_bits, mbits=mbits)
     require_bool_attrs(OP, in_signed=in_signed, out_symmetric=out_symmetric)

@@ -36,6 +36,7 @@ from ilsim.kernels.rowquant import bit_length_i64
 from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
                            scale_input, shaped_input, shift_input, t_abs_limit)
+from ilsim.ops._common import memoized_attrs
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
 from ilsim.widths import check_width, require_attr, require_shape, rows_fit
@@ -114,6 +115,7 @@ def sigmoid_scales(m_g: np.ndarray, k_g: np.ndarray, div_m: np.ndarray, div_k: n
 
 # ---------------------------------------------------------------- validation
 
+@memoized_attrs
 def _attrs(op, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding,
            operands: int) -> int:
     """Check the attributes; returns the declared width of w (signed)."""
