@@ -26,16 +26,17 @@ import numpy as np
 
 from ilsim.ops.matmul import di_matmul_prepared, matmul_accumulate, prepare_weight
 
-SHAPES = [  # (label, M, K, N)
-    ("q/o proj, prefill", 128, 576, 576),
-    ("k/v proj, prefill", 128, 576, 192),
-    ("gate/up proj, prefill", 128, 576, 1536),
-    ("down proj, prefill", 128, 1536, 576),
-    ("lm head, prefill", 128, 576, 49152),
-    ("q/o proj, decode", 1, 576, 576),
-    ("gate/up proj, decode", 1, 576, 1536),
-    ("down proj, decode", 1, 1536, 576),
-    ("lm head, decode", 1, 576, 49152),
+SHAPES = [  # (label, M, K, N, times per layer: 0 for the LM head, once per forward)
+    ("q/o proj, prefill", 128, 576, 576, 2),
+    ("k/v proj, prefill", 128, 576, 192, 2),
+    ("gate/up proj, prefill", 128, 576, 1536, 2),
+    ("down proj, prefill", 128, 1536, 576, 1),
+    ("lm head, prefill", 128, 576, 49152, 0),
+    ("q/o proj, decode", 1, 576, 576, 2),
+    ("k/v proj, decode", 1, 576, 192, 2),
+    ("gate/up proj, decode", 1, 576, 1536, 2),
+    ("down proj, decode", 1, 1536, 576, 1),
+    ("lm head, decode", 1, 576, 49152, 0),
 ]
 
 
@@ -59,7 +60,7 @@ def best_time(fn, repeat: int) -> float:
 def bench(repeat: int, shapes=SHAPES) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    for label, m, k, n in shapes:
+    for label, m, k, n, per_layer in shapes:
         a = rng.integers(0, 256, size=(m, k)).astype(np.uint8)
         a_zp = rng.integers(100, 156, size=m)
         w = rng.integers(0, 256, size=(n, k)).astype(np.uint8)
@@ -73,7 +74,7 @@ def bench(repeat: int, shapes=SHAPES) -> list[dict]:
         t_full = best_time(lambda: di_matmul_prepared(a, a_zp, a_m, a_k, weight, a_bits=8), repeat)
         t_acc = best_time(lambda: matmul_accumulate(a, a_zp, w, w_zp, a_bits=8, b_bits=8, b_signed=False),
                           max(1, repeat // 3))
-        rows.append({"shape": label, "M": m, "K": k, "N": n,
+        rows.append({"shape": label, "M": m, "K": k, "N": n, "per_layer": per_layer,
                      "sgemm_gops": ops / t_sgemm / 1e9, "di_matmul_gops": ops / t_full / 1e9,
                      "accumulate_gops": ops / t_acc / 1e9,
                      "di_matmul_vs_sgemm": t_sgemm / t_full, "accumulate_vs_sgemm": t_sgemm / t_acc})
