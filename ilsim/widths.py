@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.errors import InputError, WidthError
-from ilsim.kernels.checks import rows_within
+from ilsim.kernels.checks import rows_within, rows_within_parallel
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -126,7 +126,8 @@ def rows_fit(q, zp, m, k, bits: int, signed: bool, mbits: int, max_shift: int = 
     if zp.shape[0] != rows or m.shape[0] != rows or k.shape[0] != rows:
         return False
     lo, hi = int_range(bits, signed)
-    return bool(rows_within(q, zp, m, k, lo, hi, min_m, (1 << mbits) - 1, max_shift))
+    check = rows_within_parallel if q.size >= 1 << 16 else rows_within
+    return bool(check(q, zp, m, k, lo, hi, min_m, (1 << mbits) - 1, max_shift))
 
 
 def require_shape(arr: np.ndarray, shape: tuple, op: str, name: str) -> None:

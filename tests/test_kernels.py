@@ -110,3 +110,4 @@ def test_rms_root_kernel_equals_the_python_row_functions_or_defers(case):
             assert want == roots[r]
         else:
             assert status[r] == 1   # the Python functions take this row (and raise where want is None)
+

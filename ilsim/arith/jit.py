@@ -28,20 +28,19 @@ def mode_code(mode) -> int:
 
 
 @numba.njit(cache=True, inline="always")
-def _apply_mode(q, rem_nonzero, cmp_half, negative, mode):
+def _apply_mode(q, rem_nonzero, up, tie, negative, mode):
+    """The mode's correction of the floor quotient q, without data-dependent branches (a
+    mispredicted branch per element cost more than the division): ``up``/``tie`` (0 or 1) say
+    whether the remainder is above / exactly at one half."""
     if mode == FLOOR:
         return q
     if mode == TRUNC:
-        return q + 1 if (rem_nonzero and negative) else q
-    if cmp_half > 0:
-        return q + 1
-    if cmp_half < 0:
-        return q
+        return q + (rem_nonzero & negative)
     if mode == HALF_UP:
-        return q + 1
+        return q + up + tie
     if mode == HALF_AWAY:
-        return q if negative else q + 1
-    return q + (q & 1)  # HALF_EVEN
+        return q + up + (tie & (1 - negative))
+    return q + up + (tie & (q & 1))  # HALF_EVEN
 
 
 @numba.njit(cache=True, inline="always")
@@ -52,17 +51,15 @@ def rshift_round_i64(x, s, mode):
     if s > 63:
         s = 63
     q = x >> s
-    rem = x - (q << s)
+    rem = x - (q << s)                       # in [0, 2^s)
     half = np.int64(1) << (s - 1)
-    cmp_half = 1 if rem > half else (0 if rem == half else -1)
-    return _apply_mode(q, rem != 0, cmp_half, x < 0, mode)
+    return _apply_mode(q, np.int64(rem != 0), np.int64(rem > half), np.int64(rem == half), np.int64(x < 0), mode)
 
 
 @numba.njit(cache=True, inline="always")
 def div_round_i64(a, b, mode):
     """round(a / b) in the coded mode; int64 a with |a| < 2^62, 0 < b < 2^62."""
     q = a // b
-    rem = a - q * b
-    other = b - rem
-    cmp_half = 1 if rem > other else (0 if rem == other else -1)
-    return _apply_mode(q, rem != 0, cmp_half, a < 0, mode)
+    rem = a - q * b                          # in [0, b)
+    twice = rem << 1                         # < 2^63
+    return _apply_mode(q, np.int64(rem != 0), np.int64(twice > b), np.int64(twice == b), np.int64(a < 0), mode)

@@ -8,6 +8,7 @@ message still comes from one place.
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True)
@@ -20,3 +21,16 @@ def rows_within(q, zp, m, k, q_lo, q_hi, m_lo, m_hi, k_hi):
             if q[i, j] < q_lo or q[i, j] > q_hi:
                 return False
     return True
+
+
+@numba.njit(cache=True, parallel=True)
+def rows_within_parallel(q, zp, m, k, q_lo, q_hi, m_lo, m_hi, k_hi):
+    """:func:`rows_within` with rows spread over threads (for large operands)."""
+    ok = np.ones(q.shape[0], dtype=np.bool_)
+    for i in numba.prange(q.shape[0]):
+        if zp[i] < q_lo or zp[i] > q_hi or m[i] < m_lo or m[i] > m_hi or k[i] < 0 or k[i] > k_hi:
+            ok[i] = False
+        for j in range(q.shape[1]):
+            if q[i, j] < q_lo or q[i, j] > q_hi:
+                ok[i] = False
+    return ok.all()
