@@ -111,3 +111,41 @@ def test_rms_root_kernel_equals_the_python_row_functions_or_defers(case):
         else:
             assert status[r] == 1   # the Python functions take this row (and raise where want is None)
 
+
+
+@given(st.integers(2, 16), st.booleans(), st.integers(2, 30), st.integers(1, 300), st.integers(0, 2**32 - 1),
+       st.sampled_from([np.uint8, np.int8, np.int16, np.int64, np.uint16]))
+def test_fast_operand_check_accepts_only_what_the_detailed_validation_accepts(bits, signed, mbits, cols, seed,
+                                                                             dtype):
+    from ilsim.errors import InputError
+    from ilsim.ops._common import row_scale_arrays
+    from ilsim.widths import int_input, int_range, rows_fit
+
+    rng = np.random.default_rng(seed)
+    lo, hi = int_range(bits, signed)
+    info = np.iinfo(dtype)
+    rows = int(rng.integers(1, 70))      # both the serial and the parallel check (>= 2^16 elements)
+    cols = cols if rows * cols < 1 << 16 or rng.integers(2) else (1 << 16) // rows + 1
+    q = rng.integers(max(lo, info.min), min(hi, info.max) + 1, size=(rows, cols)).astype(dtype)
+    zp = rng.integers(lo, hi + 1, size=rows)
+    m = rng.integers(0, 1 << mbits, size=rows)
+    k = rng.integers(0, 64, size=rows)
+    # one value just outside its range, in one of the four arrays (or none)
+    where = int(rng.integers(0, 5))
+    row = int(rng.integers(0, rows))
+    if where == 0 and (lo - 1 >= info.min or hi + 1 <= info.max):
+        q[row, int(rng.integers(0, cols))] = lo - 1 if lo - 1 >= info.min else hi + 1
+    elif where == 1:
+        zp[row] = hi + 1
+    elif where == 2:
+        m[row] = 1 << mbits
+    elif where == 3:
+        k[row] = 64
+    try:
+        int_input(q, "op", "q", bits=bits, signed=signed)
+        int_input(zp, "op", "zp", bits=bits, signed=signed)
+        row_scale_arrays(m, k, (rows,), "op", "x", mbits=mbits)
+        accepted = True
+    except InputError:
+        accepted = False
+    assert rows_fit(q, zp, m, k, bits, signed, mbits) == accepted
