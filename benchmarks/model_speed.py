@@ -62,7 +62,7 @@ TOKENIZER_IDS = 4096          # ids of the shipped tokenizer; prompt ids are dra
 GOLDEN_PROMPT, GOLDEN_NEW = 8, 8
 #: The miniature model whose run loads the integer kernels before the baseline memory is taken:
 #: big enough that a prompt-length prefill takes the same (parallel) kernels as the real model.
-WARMUP_SHAPE = {"layers": 2, "hidden": 128, "intermediate": 256, "heads": 2, "kv_heads": 1, "vocab": 4096}
+WARMUP_SHAPE = {"layers": 2, "hidden": 128, "intermediate": 512, "heads": 2, "kv_heads": 1, "vocab": 4096}
 WARMUP_PROMPT, WARMUP_DECODE = 8, 2
 MB = 1 << 20
 TARGETS = {"matmul_m128": 0.7, "decode_vs_transformers": 1.0, "prefill_vs_transformers": 0.5,

@@ -11,6 +11,7 @@ from ilsim.errors import InputError, ZeroRangeError
 from ilsim.widths import int_input
 
 
+@functools.lru_cache(maxsize=256, typed=True)
 def storage_dtype(bits: int, signed: bool) -> np.dtype:
     """The smallest NumPy integer dtype that holds every value of the declared width."""
     for width, signed_type, unsigned_type in ((8, np.int8, np.uint8), (16, np.int16, np.uint16),

@@ -38,7 +38,7 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round, rshift_round_reference
 from ilsim.errors import InputError, WidthError
-from ilsim.ops._common import storage_dtype
+from ilsim.ops._common import memoized_attrs, storage_dtype
 from ilsim.ops.quantize import (RowQuant, quantize_rows, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows)
 from ilsim.kernels.intdot import activation_differences, run_linear
@@ -485,12 +485,23 @@ def di_matmul_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits
 # di_matmul with a prepared weight (a model's linear layers: the weight is validated once)
 # ----------------------------------------------------------------------------------------------
 
-def _prepared_activations(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits, a_signed, acc_bits):
-    """Validate the activation side against a prepared weight (same checks as _wide_inputs)."""
-    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - w.mbits, op, f"acc_bits (with mbits={w.mbits})")
+@memoized_attrs
+def _prepared_attrs(op, a_bits, a_signed, acc_bits, mbits: int, b_bits: int, depth: int, output):
+    """The activation-side attributes against a prepared weight, checked (and, for di_matmul,
+    the ``output`` attributes (out_bits, out_symmetric, zero_rows)); returns them normalised."""
+    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - mbits, op, f"acc_bits (with mbits={mbits})")
     a_bits = _int_attr(a_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "a_bits")
     a_signed = _bool_attr(a_signed, op, "a_signed")
-    _require_exact_int64(w.b.shape[1], max_abs_difference(a_bits) * max_abs_difference(w.bits), op, "acc")
+    _require_exact_int64(depth, max_abs_difference(a_bits) * max_abs_difference(b_bits), op, "acc")
+    if output is not None:
+        _output_attrs(op, *output, in_bits=acc_bits + mbits)
+    return a_bits, a_signed, acc_bits
+
+
+def _prepared_activations(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits, a_signed, acc_bits, output=None):
+    """Validate the activation side against a prepared weight (same checks as _wide_inputs)."""
+    a_bits, a_signed, acc_bits = _prepared_attrs(op, a_bits, a_signed, acc_bits, w.mbits, w.bits, w.b.shape[1],
+                                                 output)
     if rows_fit(a, a_zp, a_m, a_k, a_bits, a_signed, w.mbits, MAX_SHIFT) and a.shape[1] == w.b.shape[1]:
         return (np.ascontiguousarray(a), *(np.ascontiguousarray(v, dtype=np.int64) for v in (a_zp, a_m, a_k)),
                 a_bits, acc_bits)
@@ -519,8 +530,8 @@ def di_matmul_prepared(a, a_zp, a_m, a_k, weight: LinearWeight, *, a_bits: int, 
     """:func:`di_matmul` with a :func:`prepare_weight` result (its b_bits, b_signed, mbits and
     rounding apply): the accumulation kernel, then the per-token requantization kernel."""
     a, a_zp, a_m, a_k, a_bits, acc_bits = _prepared_activations(OP, a, a_zp, a_m, a_k, weight, a_bits,
-                                                                a_signed, acc_bits)
-    _output_attrs(OP, out_bits, out_symmetric, zero_rows, in_bits=acc_bits + weight.mbits)
+                                                                a_signed, acc_bits,
+                                                                output=(out_bits, out_symmetric, zero_rows))
     wide = _wide_from_weight(OP, a, a_zp, a_m, a_k, weight, a_bits, acc_bits)
     return quantize_rows_2d(wide.p, wide.m, wide.k, bits=out_bits, symmetric=bool(out_symmetric),
                             mbits=weight.mbits, mode=weight.mode, zero_rows=zero_rows, tensor="di_matmul p")
