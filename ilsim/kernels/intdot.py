@@ -60,44 +60,32 @@ def _epilogue(raw, i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p):
     return 0
 
 
-@numba.njit(cache=True, parallel=True)
-def linear_i32_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
-    """p[i, j] = (sum_k a[i,k] * (b[j,k] - b_zp[j])) * b_mf[j], int32 accumulator; columns over threads."""
-    for j in numba.prange(b.shape[0]):
-        flag = 0
+@numba.njit(cache=True, inline="always")
+def _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, j, wide):
+    """Column j of p; returns 1 where an acc left its width. ``wide`` picks the int64 sum (the
+    choice is made once per column, outside the row loop)."""
+    flag = 0
+    if wide:
+        for i in range(a.shape[0]):
+            flag |= _epilogue(_dot_i64(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
+    else:
         for i in range(a.shape[0]):
             flag |= _epilogue(_dot_i32(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
-        bad[j] = flag
-
-
-@numba.njit(cache=True)
-def linear_i32_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
-    """:func:`linear_i32_parallel` on one thread (identical results)."""
-    for j in range(b.shape[0]):
-        flag = 0
-        for i in range(a.shape[0]):
-            flag |= _epilogue(_dot_i32(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
-        bad[j] = flag
+    return flag
 
 
 @numba.njit(cache=True, parallel=True)
-def linear_i64_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
-    """:func:`linear_i32_parallel` with an int64 accumulator."""
+def linear_parallel(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, wide):
+    """p[i, j] = (sum_k a[i,k] * (b[j,k] - b_zp[j])) * b_mf[j], columns spread over threads."""
     for j in numba.prange(b.shape[0]):
-        flag = 0
-        for i in range(a.shape[0]):
-            flag |= _epilogue(_dot_i64(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
-        bad[j] = flag
+        bad[j] = _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, j, wide)
 
 
 @numba.njit(cache=True)
-def linear_i64_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad):
-    """:func:`linear_i64_parallel` on one thread (identical results)."""
+def linear_serial(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, bad, wide):
+    """:func:`linear_parallel` on one thread (identical results)."""
     for j in range(b.shape[0]):
-        flag = 0
-        for i in range(a.shape[0]):
-            flag |= _epilogue(_dot_i64(a, b, i, j), i, j, b_zp, b_mf, row_sum, acc_lo, acc_hi, p)
-        bad[j] = flag
+        bad[j] = _column(a, b, b_zp, b_mf, row_sum, acc_lo, acc_hi, p, j, wide)
 
 
 @numba.njit(cache=True)
@@ -118,10 +106,6 @@ def activation_differences(a, a_zp, out, row_sum):
     return biggest
 
 
-_KERNELS = {(False, False): linear_i32_serial, (False, True): linear_i32_parallel,
-            (True, False): linear_i64_serial, (True, True): linear_i64_parallel}
-
-
 def run_linear(a_diff: np.ndarray, row_sum: np.ndarray, b: np.ndarray, b_zp: np.ndarray, b_mf: np.ndarray,
                acc_bits: int, wide: bool) -> tuple[np.ndarray, np.ndarray]:
     """(p [M, N] int64, bad [N] int8) for validated operands (a_diff and its row sums from
@@ -131,6 +115,6 @@ def run_linear(a_diff: np.ndarray, row_sum: np.ndarray, b: np.ndarray, b_zp: np.
     p = np.empty((rows, cols), dtype=np.int64)
     bad = np.empty(cols, dtype=np.int8)
     acc_hi = (1 << (acc_bits - 1)) - 1
-    parallel = rows * cols * a_diff.shape[1] >= PARALLEL_MIN_MACS
-    _KERNELS[bool(wide), parallel](a_diff, b, b_zp, b_mf, row_sum, np.int64(-acc_hi - 1), np.int64(acc_hi), p, bad)
+    kernel = linear_parallel if rows * cols * a_diff.shape[1] >= PARALLEL_MIN_MACS else linear_serial
+    kernel(a_diff, b, b_zp, b_mf, row_sum, np.int64(-acc_hi - 1), np.int64(acc_hi), p, bad, bool(wide))
     return p, bad
