@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ilsim.errors import IlsimError, InputError, WidthError
+from ilsim.kernels.intdot import run_linear
 from ilsim.ops import matmul as mm
 from ilsim.ops.quantize import output_levels
 from ilsim.ops.registry import get_op
@@ -170,8 +171,10 @@ def test_int32_and_int64_kernels_agree_where_both_are_exact(m, n, depth, seed):
     a[0, :] = -255  # an extreme row and column: |acc| up to depth * 255^2 < 2^31
     b[0, :] = 255
     assert mm.accumulator_kernel(depth, 255, 255) == "int32"
-    narrow, wide = mm._dot(a, b, "int32"), mm._dot(a, b, "int64")
-    assert np.array_equal(narrow.astype(np.int64), wide)
+    zp, ones, row_sum = np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), a.sum(axis=1, dtype=np.int64)
+    (narrow, bad_narrow), (wide, bad_wide) = (run_linear(a, row_sum, b, zp, ones, 62, w) for w in (False, True))
+    assert not bad_narrow.any() and not bad_wide.any()
+    assert np.array_equal(narrow, wide)
     assert np.array_equal(wide, a.astype(np.int64) @ b.astype(np.int64).T)
 
 

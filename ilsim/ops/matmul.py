@@ -22,10 +22,13 @@ twin on Python ints (same signature) and a ``*_float`` meaning (tests only):
     -> WideOut(acc, m = 1, k = p_frac_bits + kref)       (k <= 63, else WidthError)
 ``di_matmul_av``       quantize_rows(acc, 1, p_frac_bits + kref, bits=out_bits, in_bits=acc_bits, ...).
 
-Exactness of the fast path: the accumulations run in Numba kernels on int16/int32 differences.
-An int32 accumulator is used only when K * max|a'| * max|b'| < 2^31 (Python ints, from the
+Exactness of the fast path: the linear accumulation runs in ilsim.kernels.intdot on a' = a - a_zp
+(int16/int32) and b in its own dtype, with b's zero point applied through the row sums of a'.
+An int32 accumulator is used only when K * max|a'| * max|b| < 2^31 (Python ints, from the
 data), so no partial sum can wrap; otherwise int64, which the declared-width bound
-K * max|a'| * max|b'| < 2^63 (an InputError when broken) keeps exact. Width checks follow.
+K * (2^a_bits - 1) * (2^b_bits - 1) < 2^63 (an InputError when broken) keeps exact. The width
+check of acc is fused into the kernel. ``prepare_weight`` validates and folds a weight once for
+``di_matmul_prepared`` / ``di_matmul_wide_prepared`` (a model's layers); same bits.
 """
 
 from __future__ import annotations
@@ -212,27 +215,13 @@ def _output_shifts(k_rows: list[int], kref: int, op: str, what: str) -> list[int
 
 
 # ----------------------------------------------------------------------------------------------
-# Numba kernels: out[i, j] = sum_k a[i, k] * b[j, k]. The flat prange over (i, j) splits the
-# work over rows when M is large and over output columns when M is small (decode, M = 1).
+# The probability-value product's kernel (the linear layers' is ilsim.kernels.intdot)
 # ----------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, parallel=True)
-def _dot_i32(a, b, out):
-    """int32 accumulator; the caller proves K * max|a| * max|b| < 2^31, so nothing can wrap."""
-    rows, cols = out.shape
-    depth = a.shape[1]
-    for idx in numba.prange(rows * cols):
-        i = idx // cols
-        j = idx - i * cols
-        s = np.int32(0)
-        for t in range(depth):
-            s = np.int32(s + np.int32(a[i, t]) * np.int32(b[j, t]))
-        out[i, j] = s
-
-
-@numba.njit(cache=True, parallel=True)
 def _dot_i64(a, b, out):
-    """int64 accumulator; the caller proves K * max|a| * max|b| < 2^63, so nothing can wrap."""
+    """out[i, j] = sum_k a[i, k] * b[j, k] in int64; the caller proves every partial sum stays
+    below 2^63. The flat prange over (i, j) splits rows or columns, whichever there are more of."""
     rows, cols = out.shape
     depth = a.shape[1]
     for idx in numba.prange(rows * cols):
@@ -253,10 +242,10 @@ def accumulator_kernel(depth: int, max_abs_a: int, max_abs_b: int) -> str:
     return "int32" if depth * max_abs_a * max_abs_b < INT32_EXACT_LIMIT else "int64"
 
 
-def _dot(a: np.ndarray, b: np.ndarray, kernel: str) -> np.ndarray:
-    """sum_k a[i, k] * b[j, k] in the named kernel (the caller has proved it exact)."""
-    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32 if kernel == "int32" else np.int64)
-    (_dot_i32 if kernel == "int32" else _dot_i64)(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_k a[i, k] * b[j, k] in int64 (the caller has proved it exact)."""
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int64)
+    _dot_i64(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
 
 
@@ -595,7 +584,7 @@ def _av_wide_fast(op, x: _AvInputs, acc_bits: int) -> WideOut:
     k_rows = _output_shifts([x.p_frac_bits] * x.p.shape[0], kref, op, "p_frac_bits")
     weights = x.p * v_m_folded[None, :]  # < 2^(p_bits + mbits) <= 2^46: exact in int64
     v_t = np.ascontiguousarray(x.v.T).astype(np.int16)  # signed v_bits <= 16 fits int16
-    acc = check_width(_dot(weights, v_t, "int64"), acc_bits, True, op, "acc")
+    acc = check_width(_dot(weights, v_t), acc_bits, True, op, "acc")
     return WideOut(p=acc.astype(storage_dtype(acc_bits, True)), m=np.ones(acc.shape[0], dtype=np.int64),
                    k=np.array(k_rows, dtype=np.int64))
 
