@@ -9,9 +9,10 @@ prefill M=128 and decode M=1), times in one run:
   scales folded once, then per call the exact integer accumulation, the fold and the dynamic
   per-token requantization);
 - the exact accumulator alone (``matmul_accumulate``, one-shot API: validates b every call).
-Reports giga-operations per second (2*M*K*N / time) and the ratios to sgemm. Best of --repeat
-runs after one warm-up. Operands: uint8 activations with per-row zero points, uint8 weights with
-per-channel zero points (W8A8, as exported).
+Reports giga-operations per second (2*M*K*N / time) and the ratios to sgemm: the best call of
+--repeat interleaved rounds (each engine timed in every round, after a pause that lets the other
+engine's threads go to sleep), after one warm-up call each. Operands: uint8 activations with
+per-row zero points, uint8 weights with per-channel zero points (W8A8, as exported).
 """
 
 from __future__ import annotations
@@ -40,20 +41,26 @@ SHAPES = [  # (label, M, K, N, times per layer: 0 for the LM head, once per forw
 ]
 
 
-#: Pause before each timing, so the other engine's threads (OpenBLAS and OpenMP spin for a
+#: Pause before switching engines, so the other engine's threads (OpenBLAS and OpenMP spin for a
 #: while after a call) are asleep and do not take the cores from the one being timed.
-QUIESCE_S = 0.3
+QUIESCE_S = 0.15
+#: Calls timed per engine per round (the best one counts).
+CALLS_PER_ROUND = 3
 
 
-def best_time(fn, repeat: int) -> float:
-    """Smallest wall time of ``repeat`` calls, after a pause and one warm-up call."""
-    time.sleep(QUIESCE_S)
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
+def best_times(fns: dict, rounds: int) -> dict:
+    """Smallest wall time of each function, measured in ``rounds`` interleaved rounds (after one
+    warm-up call each), so that a slow phase of a shared machine hits every engine alike."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(QUIESCE_S)
+            for _ in range(CALLS_PER_ROUND):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -70,10 +77,11 @@ def bench(repeat: int, shapes=SHAPES) -> list[dict]:
         weight = prepare_weight(w, w_zp, w_m, w_k, b_bits=8, b_signed=False)
         af, wf = a.astype(np.float32), w.astype(np.float32)
         ops = 2.0 * m * k * n
-        t_sgemm = best_time(lambda: af @ wf.T, repeat)
-        t_full = best_time(lambda: di_matmul_prepared(a, a_zp, a_m, a_k, weight, a_bits=8), repeat)
-        t_acc = best_time(lambda: matmul_accumulate(a, a_zp, w, w_zp, a_bits=8, b_bits=8, b_signed=False),
-                          max(1, repeat // 3))
+        best = best_times({"sgemm": lambda: af @ wf.T,
+                           "di_matmul": lambda: di_matmul_prepared(a, a_zp, a_m, a_k, weight, a_bits=8),
+                           "accumulate": lambda: matmul_accumulate(a, a_zp, w, w_zp, a_bits=8, b_bits=8,
+                                                                   b_signed=False)}, repeat)
+        t_sgemm, t_full, t_acc = best["sgemm"], best["di_matmul"], best["accumulate"]
         rows.append({"shape": label, "M": m, "K": k, "N": n, "per_layer": per_layer,
                      "sgemm_gops": ops / t_sgemm / 1e9, "di_matmul_gops": ops / t_full / 1e9,
                      "accumulate_gops": ops / t_acc / 1e9,
