@@ -17,6 +17,7 @@ import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS as MBITS
 from ilsim.graph.format import Graph, GraphError, Node
+from ilsim.kernels.rowquant import shifted_differences
 from ilsim.ops.quantize import RowQuant
 
 REQUIRED = object()
@@ -222,7 +223,8 @@ class SwiGluOp(GraphOp):
 
     @staticmethod
     def _operand(x: RowQuant, shift: int):
-        v = (x.q.astype(np.int64) - x.zp[..., None]) << shift
+        v = np.empty(x.q.shape, dtype=np.int64)
+        shifted_differences(x.q, x.zp, np.int64(shift), v)   # (q - zp) << P: |q - zp| < 2^16, P <= 24
         zero = x.m == 0
         return v, np.zeros_like(x.zp), np.where(zero, 1, x.m), np.where(zero, 0, x.k + shift)
 

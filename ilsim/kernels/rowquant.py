@@ -142,3 +142,26 @@ def run_quantize_rows(x2d: np.ndarray, m_in: np.ndarray, k_in: np.ndarray, level
     kernel(x2d, np.ascontiguousarray(m_in, dtype=np.int64), np.ascontiguousarray(k_in, dtype=np.int64),
            np.int64(levels), bool(symmetric), np.int64(mode_code), np.int64(mbits), q, zp, m_out, k_out, status)
     return q, zp, m_out, k_out, status
+
+
+@numba.njit(cache=True, parallel=True)
+def row_min_max(x, lo, hi):
+    """lo[r], hi[r] = min and max of row r of x [rows, N] (N >= 1), as int64."""
+    for r in numba.prange(x.shape[0]):
+        a = np.int64(x[r, 0])
+        b = a
+        for j in range(1, x.shape[1]):
+            v = np.int64(x[r, j])
+            a = min(a, v)
+            b = max(b, v)
+        lo[r] = a
+        hi[r] = b
+
+
+@numba.njit(cache=True, parallel=True)
+def shifted_differences(q, zp, shift, out):
+    """out[r, j] = (q[r, j] - zp[r]) << shift, in int64 (the caller bounds it below 2^62)."""
+    for r in numba.prange(q.shape[0]):
+        z = np.int64(zp[r])
+        for j in range(q.shape[1]):
+            out[r, j] = (np.int64(q[r, j]) - z) << shift

@@ -32,14 +32,14 @@ from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code, rshift_round_i64
 from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_reference, rshift_round,
                                   rshift_round_reference)
 from ilsim.errors import InputError, WidthError
-from ilsim.kernels.rowquant import bit_length_i64
+from ilsim.kernels.rowquant import bit_length_i64, row_min_max
 from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
                            scale_input, shaped_input, shift_input, t_abs_limit)
 from ilsim.ops._common import memoized_attrs
-from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows, quantize_rows_reference,
+from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
-from ilsim.widths import check_width, require_attr, require_shape, rows_fit
+from ilsim.widths import check_width, int_range, require_attr, require_shape, rows_fit
 
 OP_SILU = "di_silu"
 OP_SWIGLU = "di_swiglu"
@@ -195,19 +195,27 @@ def _value_range(w_row: list, symmetric: bool) -> int:
 def _requantize(op, w, w_bits, wide_m, wide_k, out_bits, out_symmetric, rounding, zero_rows, reference):
     """quantize_rows(w) for q and zp; the output scale from the exact wide scale (wide_m / 2^wide_k,
     Python ints per row, possibly wider than quantize_rows accepts), one half-up rounding."""
-    check_width(w, w_bits, True, op, "w")
-    quantize = quantize_rows_reference if reference else quantize_rows
     w_rows = w.reshape(-1, w.shape[-1])  # 2-D: quantize_rows wants one scale entry per row
     neutral_m = np.full(w_rows.shape[0], _NEUTRAL_M, dtype=np.int64)
     neutral_k = np.full(w_rows.shape[0], _NEUTRAL_K, dtype=np.int64)
-    rq = quantize(w_rows, neutral_m, neutral_k, bits=out_bits, symmetric=out_symmetric, in_bits=w_bits,
-                  rounding=rounding, zero_rows=zero_rows, tensor=f"{op} product w")
     if reference:
+        check_width(w, w_bits, True, op, "w")
+        rq = quantize_rows_reference(w_rows, neutral_m, neutral_k, bits=out_bits, symmetric=out_symmetric,
+                                     in_bits=w_bits, rounding=rounding, zero_rows=zero_rows,
+                                     tensor=f"{op} product w")
         ranges = [_value_range(row, out_symmetric) for row in w_rows.tolist()]
-    elif out_symmetric:
-        ranges = np.abs(w_rows).max(axis=1).tolist()
-    else:
-        ranges = (np.maximum(w_rows.max(axis=1), 0) - np.minimum(w_rows.min(axis=1), 0)).tolist()
+    else:  # one pass for the row extremes: the width check, then the row ranges
+        lo, hi = np.empty(w_rows.shape[0], dtype=np.int64), np.empty(w_rows.shape[0], dtype=np.int64)
+        row_min_max(w_rows, lo, hi)
+        w_lo, w_hi = int_range(w_bits, True)
+        if int(lo.min()) < w_lo or int(hi.max()) > w_hi:
+            check_width(w, w_bits, True, op, "w")
+        # w is within w_bits and w_bits + out_bits <= 62 (checked): quantize_rows' checks hold
+        rq = quantize_rows_2d(w_rows, neutral_m, neutral_k, bits=out_bits, symmetric=bool(out_symmetric),
+                              mbits=DEFAULT_MBITS, mode=as_rounding(rounding), zero_rows=zero_rows,
+                              tensor=f"{op} product w")
+        ranges = (np.maximum(np.abs(lo), np.abs(hi)) if out_symmetric
+                  else np.maximum(hi, 0) - np.minimum(lo, 0)).tolist()
     levels = output_levels(out_bits, out_symmetric)
     scales = [row_output_scale(m_r, k_r, ranges[r], levels, OUT_MBITS, op, str(r))
               for r, (m_r, k_r) in enumerate(zip(wide_m, wide_k))]
