@@ -343,3 +343,17 @@ def test_swiglu_bad_inputs_raise_input_errors_naming_op_and_tensor(kwargs, messa
             impl(**case)
         errors.append(str(info.value))
     assert errors[0] == errors[1]
+
+
+@given(st.integers(-(1 << 40), 1 << 40), st.integers(1, (1 << 32) - 1), st.integers(1, 30), st.sampled_from([1, 2]),
+       st.sampled_from(["half_up", "half_away", "half_even", "floor", "trunc"]))
+def test_sigmoid_kernel_equals_reference_and_exp_of_zero_is_t(v, t_abs, frac_bits, order, mode):
+    from ilsim.arith.jit import mode_code
+    from ilsim.ops.exp import ORDER2_T_BITS, exp_from_t_reference
+    from ilsim.ops.swiglu import sigmoid_i64, sigmoid_reference
+
+    if order == 2:
+        t_abs = t_abs % ((1 << ORDER2_T_BITS) - 1) + 1
+    assert exp_from_t_reference(0, t_abs, order) == t_abs   # what the kernel's single exp relies on
+    assert sigmoid_i64(v, t_abs, frac_bits, order, mode_code(mode)) == sigmoid_reference(v, t_abs, frac_bits,
+                                                                                        order, mode)

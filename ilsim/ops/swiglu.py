@@ -67,11 +67,13 @@ def sigmoid_reference(v: int, t_abs: int, frac_bits: int, order: int, mode=DEFAU
 
 @numba.njit(cache=True, inline="always")
 def sigmoid_i64(v, t_abs, frac_bits, order, mode):
-    """Jitted twin of :func:`sigmoid_reference` (mode as an ilsim.arith.jit code)."""
-    big = max(v, 0)
-    e1 = exp_from_t_i64(v - big, t_abs, order)
-    e2 = exp_from_t_i64(-big, t_abs, order)
-    return div_round_i64(e1 << frac_bits, e1 + e2, mode)
+    """Jitted twin of :func:`sigmoid_reference` (mode as an ilsim.arith.jit code). Of e1 =
+    exp(v - M) and e2 = exp(-M), M = max(v, 0), one has input 0, and DI-Exp(0) = |t| exactly in
+    both orders; so one exponential, exp(-|v|), is computed and the other is |t| (a select, not a
+    branch on the sign)."""
+    e = exp_from_t_i64(-abs(v), t_abs, order)
+    e1 = t_abs if v >= 0 else e
+    return div_round_i64(e1 << frac_bits, t_abs + e, mode)
 
 
 def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str, where: str) -> tuple[int, int]:
