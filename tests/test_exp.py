@@ -253,3 +253,10 @@ def test_bad_inputs_raise_input_errors_naming_op_and_tensor(kwargs, message):
             impl(**kwargs)
         errors.append(str(info.value))
     assert errors[0] == errors[1]
+
+
+@given(st.integers(1, (1 << 30) - 1), st.integers(0, 61))
+def test_jitted_t_abs_equals_reference(m, k):
+    from ilsim.ops.exp import exp_t_abs_i64
+
+    assert exp_t_abs_i64(m, k) == exp_t_abs_reference(m, k)

@@ -33,12 +33,13 @@ from fractions import Fraction
 import numpy as np
 
 from ilsim.arith.dyadic import MAX_SHIFT
-from ilsim.arith.rounding import DEFAULT_ROUNDING, rshift_round
+from ilsim.arith.rounding import DEFAULT_ROUNDING
 from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.graph.format import GraphError
 from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
 from ilsim.kernels import attention as attention_kernels
 from ilsim.ops._common import row_scale_arrays
+from ilsim.ops.matmul import fold_scales
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d
 from ilsim.ops.rope import check_rope_tables
 from ilsim.ops.rope import y_bits as rope_y_bits
@@ -222,12 +223,6 @@ def _heads_by_group(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray
                    in_bits=a["av_acc_bits"], zero_rows="zero")
 
 
-def _fold(m: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of [rows, S] scales: kref = min k, m' = round_half_up(m / 2^(k - kref)) (DI-MatMul's fold)."""
-    kref = k.min(axis=-1, keepdims=True)
-    return rshift_round(m, k - kref), kref[..., 0]
-
-
 def _width_bounds(bits: int) -> tuple[np.int64, np.int64]:
     hi = (1 << (bits - 1)) - 1
     return np.int64(-hi - 1), np.int64(hi)
@@ -240,7 +235,7 @@ def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
     group, t, stop = h_count // hkv, positions.shape[0], cache.length
     rows = h_count * t
     # scores: fold K's per-position scales per kv group, then every head's exact products
-    k_mf, k_ref = _fold(cache.k_m[:, :stop], cache.k_k[:, :stop])
+    k_mf, k_ref = fold_scales(cache.k_m[:, :stop], cache.k_k[:, :stop], DEFAULT_ROUNDING)   # per kv group
     k_out = qr.k + k_ref[np.arange(h_count) // group][:, None]       # [H, T]
     if int(k_out.max()) > MAX_SHIFT:
         raise WidthError("attention: a score row's scale shift exceeds 63")
@@ -262,7 +257,7 @@ def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
     max_weight = ((1 << a["p_bits"]) - 1) * ((1 << MBITS) - 1)
     if stop * max_weight * (1 << (a["v_bits"] - 1)) >= 1 << 63:
         raise InputError("attention: the probability-value sum may leave int64")
-    v_mf, v_ref = _fold(cache.v_m[:stop], cache.v_k[:stop])
+    v_mf, v_ref = fold_scales(cache.v_m[:stop], cache.v_k[:stop], DEFAULT_ROUNDING)
     out = np.empty((t, h_count * d), dtype=np.int64)
     bad = np.empty(rows, dtype=np.int8)
     attention_kernels.values(probs, v_mf, cache.v_q, group, t, stop, *_width_bounds(a["av_acc_bits"]), out, bad)

@@ -11,26 +11,30 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, inline="always")
+def _row_within(q, zp, m, k, i, q_lo, q_hi, m_lo, m_hi, k_hi):
+    """Row i: q[i, :] and zp[i] in [q_lo, q_hi], m[i] in [m_lo, m_hi], k[i] in [0, k_hi]."""
+    if zp[i] < q_lo or zp[i] > q_hi or m[i] < m_lo or m[i] > m_hi or k[i] < 0 or k[i] > k_hi:
+        return False
+    for j in range(q.shape[1]):
+        if q[i, j] < q_lo or q[i, j] > q_hi:
+            return False
+    return True
+
+
 @numba.njit(cache=True)
 def rows_within(q, zp, m, k, q_lo, q_hi, m_lo, m_hi, k_hi):
-    """True when every q and zp is in [q_lo, q_hi], every m in [m_lo, m_hi], every k in [0, k_hi]."""
+    """True when every row is within its ranges (see :func:`_row_within`); stops at the first that is not."""
     for i in range(q.shape[0]):
-        if zp[i] < q_lo or zp[i] > q_hi or m[i] < m_lo or m[i] > m_hi or k[i] < 0 or k[i] > k_hi:
+        if not _row_within(q, zp, m, k, i, q_lo, q_hi, m_lo, m_hi, k_hi):
             return False
-        for j in range(q.shape[1]):
-            if q[i, j] < q_lo or q[i, j] > q_hi:
-                return False
     return True
 
 
 @numba.njit(cache=True, parallel=True)
 def rows_within_parallel(q, zp, m, k, q_lo, q_hi, m_lo, m_hi, k_hi):
     """:func:`rows_within` with rows spread over threads (for large operands)."""
-    ok = np.ones(q.shape[0], dtype=np.bool_)
+    ok = np.empty(q.shape[0], dtype=np.bool_)
     for i in numba.prange(q.shape[0]):
-        if zp[i] < q_lo or zp[i] > q_hi or m[i] < m_lo or m[i] > m_hi or k[i] < 0 or k[i] > k_hi:
-            ok[i] = False
-        for j in range(q.shape[1]):
-            if q[i, j] < q_lo or q[i, j] > q_hi:
-                ok[i] = False
+        ok[i] = _row_within(q, zp, m, k, i, q_lo, q_hi, m_lo, m_hi, k_hi)
     return ok.all()

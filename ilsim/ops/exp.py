@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from ilsim.arith.dyadic import MAX_SHIFT
+from ilsim.arith.jit import HALF_UP, div_round_i64
 from ilsim.arith.rounding import div_round, div_round_reference
 from ilsim.errors import InputError
 from ilsim.ops._common import storage_dtype
@@ -106,6 +107,12 @@ def exp_t_abs_checked_reference(m: int, k: int, out_bits: int, order: int, op: s
         check_width_int(t_abs, ORDER2_T_BITS, False, op,
                         f"{tensor} (|t| of scale {m}/2^{k}; the order-2 numerator needs |t| < 2^{ORDER2_T_BITS})")
     return t_abs
+
+
+@numba.njit(cache=True, inline="always")
+def exp_t_abs_i64(m, k):
+    """Jitted twin of :func:`exp_t_abs_reference` for 1 <= m < 2^30 and 0 <= k <= INT64_MAX_K."""
+    return div_round_i64(np.int64(1) << k, m + (m >> 1) - (m >> 4), HALF_UP)
 
 
 def exp_t_abs(m: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -195,10 +195,12 @@ def fold_scales_reference(m: list[int], k: list[int], mode) -> tuple[list[int], 
     return [rshift_round_reference(mj, kj - kref, mode) for mj, kj in zip(m, k)], kref
 
 
-def _fold_scales(m: np.ndarray, k: np.ndarray, mode) -> tuple[np.ndarray, int]:
-    """Array twin of :func:`fold_scales_reference` (int64 in and out)."""
-    kref = int(k.min())
-    return rshift_round(m, k - kref, mode), kref
+def fold_scales(m: np.ndarray, k: np.ndarray, mode) -> tuple[np.ndarray, np.ndarray]:
+    """Array twin of :func:`fold_scales_reference` along the last axis (int64 in and out): for
+    every row of [..., S] scales, kref = min k and m' = round_shift(m, k - kref); kref has the
+    row shape (0-d for one vector of scales)."""
+    kref = k.min(axis=-1)
+    return rshift_round(m, k - kref[..., None], mode), kref
 
 
 def _output_shifts(k_rows: list[int], kref: int, op: str, what: str) -> list[int]:
@@ -287,7 +289,7 @@ def prepare_weight(b, b_zp, b_m, b_k, *, b_bits: int, b_signed: bool = True, mbi
     b_zp = int_input(b_zp, op, "b_zp", bits=b_bits, signed=b_signed, ndim=1)
     require_shape(b_zp, (b.shape[0],), op, "b_zp")
     b_m, b_k = _scale_vector(b_m, b_k, b.shape[0], op, "b", mbits)
-    b_mf, kref = _fold_scales(b_m, b_k, mode)
+    b_mf, kref = fold_scales(b_m, b_k, mode)
     return _linear_weight(b, b_zp, b_mf, kref, b_bits, b_signed, mbits, mode)
 
 
@@ -383,7 +385,7 @@ def _wide_from_weight(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits: int, acc_b
 
 def _wide_fast(op, w: _WideInputs, a_bits: int, b_bits: int, b_signed: bool, acc_bits: int,
                mbits: int) -> WideOut:
-    b_m_folded, kref = _fold_scales(w.b_m, w.b_k, w.mode)
+    b_m_folded, kref = fold_scales(w.b_m, w.b_k, w.mode)
     weight = _linear_weight(w.x.b, w.x.b_zp, b_m_folded, kref, b_bits, b_signed, mbits, w.mode)
     return _wide_from_weight(op, w.x.a, w.x.a_zp, w.a_m, w.a_k, weight, a_bits, acc_bits)
 
@@ -580,7 +582,8 @@ def _av_wide_reference(op, x: _AvInputs, acc_bits: int) -> WideOut:
 
 
 def _av_wide_fast(op, x: _AvInputs, acc_bits: int) -> WideOut:
-    v_m_folded, kref = _fold_scales(x.v_m, x.v_k, x.mode)
+    v_m_folded, kref = fold_scales(x.v_m, x.v_k, x.mode)
+    kref = int(kref)
     k_rows = _output_shifts([x.p_frac_bits] * x.p.shape[0], kref, op, "p_frac_bits")
     weights = x.p * v_m_folded[None, :]  # < 2^(p_bits + mbits) <= 2^46: exact in int64
     v_t = np.ascontiguousarray(x.v.T).astype(np.int16)  # signed v_bits <= 16 fits int16
@@ -656,6 +659,7 @@ __all__ = [
     "LinearWeight", "WideOut", "accumulator_kernel", "di_matmul", "di_matmul_av", "di_matmul_av_float",
     "di_matmul_av_reference", "di_matmul_av_wide", "di_matmul_av_wide_float", "di_matmul_av_wide_reference",
     "di_matmul_float", "di_matmul_prepared", "di_matmul_reference", "di_matmul_wide", "di_matmul_wide_float",
-    "di_matmul_wide_prepared", "di_matmul_wide_reference", "fold_scales_reference", "matmul_accumulate",
+    "di_matmul_wide_prepared", "di_matmul_wide_reference", "fold_scales", "fold_scales_reference",
+    "matmul_accumulate",
     "matmul_accumulate_float", "matmul_accumulate_reference", "max_abs_difference", "prepare_weight",
 ]

@@ -31,7 +31,7 @@ from ilsim.arith.jit import mode_code
 from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, as_rounding, div_round_reference
 from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.kernels.rowquant import ROW_PYTHON, ROW_ZERO, run_quantize_rows
-from ilsim.ops._common import row_scale_arrays, storage_dtype
+from ilsim.ops._common import reshape_rows, row_scale_arrays, storage_dtype
 from ilsim.widths import int_input, require_attr
 
 OP = "quantize_rows"
@@ -164,7 +164,7 @@ def quantize_rows(x, m_in, k_in, *, bits: int, symmetric: bool = False, in_bits:
     mode = as_rounding(rounding)
     x, m_in, k_in = _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor)
     flat = x.reshape(-1, x.shape[-1])
-    return _pack_rows(quantize_rows_2d(flat, m_in.reshape(-1), k_in.reshape(-1), bits=bits, symmetric=symmetric,
+    return reshape_rows(quantize_rows_2d(flat, m_in.reshape(-1), k_in.reshape(-1), bits=bits, symmetric=symmetric,
                                        mbits=mbits, mode=mode, zero_rows=zero_rows, tensor=tensor), x.shape)
 
 
@@ -187,8 +187,3 @@ def quantize_rows_2d(flat: np.ndarray, m_in: np.ndarray, k_in: np.ndarray, *, bi
             m_out[r], k_out[r] = row_output_scale(int(m_in[r]), int(k_in[r]), value_range, levels, mbits, op, str(r))
     return RowQuant(q, zp, m_out, k_out)
 
-
-def _pack_rows(out: RowQuant, shape: tuple) -> RowQuant:
-    rows_shape = shape[:-1]
-    return RowQuant(out.q.reshape(shape), out.zp.reshape(rows_shape), out.m.reshape(rows_shape),
-                    out.k.reshape(rows_shape))

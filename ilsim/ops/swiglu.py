@@ -34,8 +34,8 @@ from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_refer
 from ilsim.errors import InputError, WidthError
 from ilsim.kernels.rowquant import bit_length_i64, row_min_max
 from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
-                           exp_t_abs_checked_reference, first_index, require_int_attr, require_order,
-                           scale_input, shaped_input, shift_input, t_abs_limit)
+                           exp_t_abs_checked_reference, exp_t_abs_i64, first_index, require_int_attr,
+                           require_order, scale_input, shaped_input, shift_input, t_abs_limit)
 from ilsim.ops._common import memoized_attrs
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
@@ -397,7 +397,7 @@ def _sigmoid_t_abs_i64(m_g, k_g, div_m, div_k, t_limit):
     k = shift_total - s
     if k < 0 or m == 0 or k > INT64_MAX_K:
         return np.int64(0)
-    t_abs = div_round_i64(np.int64(1) << k, m + (m >> 1) - (m >> 4), HALF_UP)
+    t_abs = exp_t_abs_i64(m, k)
     if t_abs > t_limit:
         return np.int64(0)
     return t_abs
