@@ -2,8 +2,11 @@
 
 A checkpoint is a directory with config.json, the weights as one ``model.safetensors`` or as
 shards listed in ``model.safetensors.index.json`` (stored F32, F16 or BF16; all widened exactly
-to float32), and optionally ``tokenizer.json``. ``load_checkpoint`` takes such a directory or a
-Hub id, which huggingface_hub resolves (from its cache alone when HF_HUB_OFFLINE is set).
+to float32), and optionally ``tokenizer.json`` and a chat template (``tokenizer_config.json``'s
+"chat_template" string, else ``chat_template.jinja``). ``load_checkpoint`` takes such a
+directory, a Hub id, which huggingface_hub resolves (from its cache alone when HF_HUB_OFFLINE is
+set), or a llama.cpp GGUF file (any file starting with the magic b"GGUF"; see
+:mod:`ilsim.hf.gguf_file`), which yields the same Checkpoint in HF names and layout.
 
 Validation, each failure a CheckpointError naming the file and tensor: every tensor the config
 implies is present with the shape it implies; no unknown tensor (it would be silently ignored,
@@ -26,15 +29,21 @@ from ilsim.hf.config import LlamaConfig
 from ilsim.hf.safetensors_file import CheckpointError, read_tensors, write_safetensors
 
 __all__ = ["Checkpoint", "CheckpointError", "LayerWeights", "LlamaConfig", "expected_shapes",
-           "load_checkpoint", "save_checkpoint", "resolve_directory"]
+           "is_gguf_file", "load_checkpoint", "save_checkpoint", "resolve_directory"]
 
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+#: The first four bytes of every GGUF file.
+GGUF_MAGIC = b"GGUF"
+#: The GGUF metadata key that names the tokenizer; a file without it carries none.
+GGUF_TOKENIZER_KEY = "tokenizer.ggml.model"
 #: What is fetched from the Hub: config, safetensors weights and tokenizer (never *.bin).
-HUB_PATTERNS = [CONFIG_FILE, "*.safetensors", INDEX_FILE, TOKENIZER_FILE, "tokenizer_config.json",
-                "special_tokens_map.json", "generation_config.json"]
+HUB_PATTERNS = [CONFIG_FILE, "*.safetensors", INDEX_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE,
+                CHAT_TEMPLATE_FILE, "special_tokens_map.json", "generation_config.json"]
 #: Non-persistent buffers some older exports saved; they carry nothing the config does not.
 IGNORED_TENSOR = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -61,12 +70,46 @@ class LayerWeights:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A validated checkpoint: config, float32 weights under their HF names, and where it lives."""
+    """A validated checkpoint: config, float32 weights under their HF names, and where it lives.
+
+    ``directory`` is the checkpoint directory, or for a GGUF checkpoint the .gguf file itself
+    (``source`` says the same under a name that fits both; ``file_format`` is "safetensors" or
+    "gguf", and ``is_gguf`` tells them apart).
+    ``tokenizer_json`` is the tokenizer as tokenizer.json text: the directory's file, or the one
+    built from the GGUF metadata; None when there is none (``require_tokenizer_json`` raises).
+    ``tokenizer_path`` is the directory's tokenizer.json, None for GGUF files. ``source_dtypes``
+    holds the stored dtype of each tensor: safetensors F32/F16/BF16, or a GGML type name (F32,
+    F16, BF16, Q8_0, Q4_0, Q4_1, ...) for GGUF.
+    """
     config: LlamaConfig
     weights: dict[str, np.ndarray]
     tokenizer_path: Path | None
     directory: Path
-    source_dtypes: dict[str, str]  # tensor name -> stored safetensors dtype (F32, F16, BF16)
+    source_dtypes: dict[str, str]  # tensor name -> stored dtype (safetensors or GGML type name)
+    tokenizer_json: str | None = None
+    chat_template: str | None = None  # the Jinja chat template, as text, when the model has one
+    file_format: str = "safetensors"  # or "gguf"
+
+    @property
+    def source(self) -> Path:
+        """Where the checkpoint was loaded from: its directory, or its .gguf file."""
+        return self.directory
+
+    @property
+    def is_gguf(self) -> bool:
+        """True when the checkpoint was read from a GGUF file."""
+        return self.file_format == "gguf"
+
+    def require_tokenizer_json(self, purpose: str = "") -> str:
+        """``tokenizer_json``, or a CheckpointError naming the file (and for GGUF the metadata key
+        ``tokenizer.ggml.model``) that should have held it; ``purpose`` says why it is needed."""
+        if self.tokenizer_json is not None:
+            return self.tokenizer_json
+        if self.is_gguf:
+            missing = f"no tokenizer (the GGUF metadata has no {GGUF_TOKENIZER_KEY!r} key)"
+        else:
+            missing = f"no tokenizer ({TOKENIZER_FILE} is missing)"
+        raise CheckpointError(f"{self.directory}: {missing}" + (f"; {purpose}" if purpose else ""))
 
     def layer(self, index: int) -> LayerWeights:
         """The weights of decoder layer ``index`` (0-based)."""
@@ -116,8 +159,12 @@ def expected_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
 
 def load_checkpoint(source: str | os.PathLike, *, revision: str | None = None,
                     cache_dir: str | os.PathLike | None = None) -> Checkpoint:
-    """Load and validate a checkpoint from a local directory or a Hugging Face Hub id."""
+    """Load and validate a checkpoint from a local directory, a GGUF file or a Hugging Face Hub id."""
     directory = resolve_directory(source, revision=revision, cache_dir=cache_dir)
+    if is_gguf_file(directory):
+        from ilsim.hf.gguf_file import load_gguf
+
+        return load_gguf(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE} (not a Hugging Face checkpoint directory)")
@@ -127,18 +174,31 @@ def load_checkpoint(source: str | os.PathLike, *, revision: str | None = None,
     _check_tensor_names(config, weights, files, directory)
     _check_shapes_and_values(config, weights, files)
     tokenizer = directory / TOKENIZER_FILE
-    return Checkpoint(config, weights, tokenizer if tokenizer.is_file() else None, directory,
-                      {name: dtypes[name] for name in weights})
+    tokenizer_path = tokenizer if tokenizer.is_file() else None
+    return Checkpoint(config, weights, tokenizer_path, directory, {name: dtypes[name] for name in weights},
+                      tokenizer_json=_read_text(tokenizer_path) if tokenizer_path else None,
+                      chat_template=_read_chat_template(directory))
+
+
+def is_gguf_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a readable file that starts with the GGUF magic b"GGUF"."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(GGUF_MAGIC)) == GGUF_MAGIC
+    except OSError:  # a directory, a missing or unreadable path: not a GGUF file
+        return False
 
 
 def resolve_directory(source: str | os.PathLike, *, revision: str | None = None,
                       cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local directory as is; otherwise a Hub id, downloaded (or found in the cache) by snapshot."""
+    """A local directory or GGUF file as is; otherwise a Hub id, downloaded (or found in the cache)
+    by snapshot."""
     path = Path(source).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and is_gguf_file(path)):
         return path
     if path.exists():
-        raise CheckpointError(f"{path}: is a file; expected a checkpoint directory holding {CONFIG_FILE}")
+        raise CheckpointError(f"{path}: is a file; expected a checkpoint directory holding {CONFIG_FILE} "
+                              f"or a GGUF file (starting with {GGUF_MAGIC!r})")
     if not _HUB_ID.fullmatch(str(source)):
         raise CheckpointError(f"{source}: no such directory (and not a Hugging Face Hub id)")
     return _snapshot_from_hub(str(source), revision, cache_dir)
@@ -156,6 +216,28 @@ def _snapshot_from_hub(repo_id: str, revision: str | None, cache_dir) -> Path:
                  if offline else "online")
         raise CheckpointError(f"{repo_id}: not a local directory, and resolving it as a Hugging Face Hub "
                               f"id failed {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc})") from None
+
+
+def _read_chat_template(directory: Path) -> str | None:
+    """tokenizer_config.json's "chat_template" when it is a string, else chat_template.jinja, else None.
+    (A list of named templates, which some repositories hold, is not a single template: None.)"""
+    config_path = directory / TOKENIZER_CONFIG_FILE
+    if config_path.is_file():
+        try:
+            template = json.loads(_read_text(config_path)).get("chat_template")
+        except (ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{config_path}: not a JSON object ({type(exc).__name__}: {exc})") from None
+        if isinstance(template, str):
+            return template
+    jinja = directory / CHAT_TEMPLATE_FILE
+    return _read_text(jinja) if jinja.is_file() else None
 
 
 def _hub_offline() -> bool:
@@ -217,35 +299,55 @@ def _drop_ignored_and_tied_copies(config: LlamaConfig, weights: dict, files: dic
         del weights["lm_head.weight"]
 
 
-def _check_tensor_names(config: LlamaConfig, weights: dict, files: dict, directory: Path) -> None:
+# The checks below name each tensor by ``labels[name]`` when given (a GGUF file's own tensor name
+# beside the HF one), else by its HF name; ``config_name`` is what the shapes were derived from.
+
+def _check_tensor_names(config: LlamaConfig, weights: dict, files: dict, directory: Path,
+                        labels: dict[str, str] | None = None, config_name: str = CONFIG_FILE) -> None:
+    """Every tensor ``config`` implies is a key of ``weights`` and no other is."""
     expected = expected_shapes(config)
     missing = [name for name in expected if name not in weights]
     if missing:
-        hint = (" (config.json says tie_word_embeddings=false, so the checkpoint needs its own lm_head)"
+        hint = (f" ({config_name} says tie_word_embeddings=false, so the checkpoint needs its own lm_head)"
                 if missing == ["lm_head.weight"] else "")
-        raise CheckpointError(f"{directory}: missing tensor(s) {_name_list(missing)}{hint}")
+        raise CheckpointError(f"{directory}: missing tensor(s) {_name_list(missing, labels)}{hint}")
     unexpected = [name for name in weights if name not in expected]
     if unexpected:
-        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor(s) {_name_list(unexpected)} "
+        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor(s) {_name_list(unexpected, labels)} "
                               f"for a LLaMA model with {config.num_hidden_layers} layers "
                               "(loading would silently ignore them)")
 
 
-def _check_shapes_and_values(config: LlamaConfig, weights: dict, files: dict) -> None:
+def _check_shapes(config: LlamaConfig, shapes: dict[str, tuple[int, ...]], files: dict,
+                  labels: dict[str, str] | None = None, config_name: str = CONFIG_FILE) -> None:
+    """``shapes[name]`` (every name ``config`` implies) is the shape ``config`` implies."""
     for name, shape in expected_shapes(config).items():
-        tensor = weights[name]
-        if tensor.shape != shape:
-            raise CheckpointError(f"{files[name]}: tensor {name!r} has shape {list(tensor.shape)}, but "
-                                  f"config.json implies {list(shape)}")
-        finite = np.isfinite(tensor)
-        if not finite.all():
-            first = tuple(int(i) for i in np.argwhere(~finite)[0])
-            raise CheckpointError(f"{files[name]}: tensor {name!r} has {int((~finite).sum())} non-finite "
-                                  f"value(s) (NaN/Inf), first at {list(first)} = {tensor[first]}")
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"{files[name]}: tensor {_label(name, labels)} has shape "
+                                  f"{list(shapes[name])}, but {config_name} implies {list(shape)}")
 
 
-def _name_list(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
+def _check_finite(name: str, tensor: np.ndarray, file, labels: dict[str, str] | None = None) -> None:
+    """Every value of ``tensor`` is finite; the error gives the count and the first bad index."""
+    finite = np.isfinite(tensor)
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise CheckpointError(f"{file}: tensor {_label(name, labels)} has {int((~finite).sum())} non-finite "
+                              f"value(s) (NaN/Inf), first at {list(first)} = {tensor[first]}")
+
+
+def _check_shapes_and_values(config: LlamaConfig, weights: dict, files: dict) -> None:
+    _check_shapes(config, {name: tensor.shape for name, tensor in weights.items()}, files)
+    for name in expected_shapes(config):
+        _check_finite(name, weights[name], files[name])
+
+
+def _label(name: str, labels: dict[str, str] | None) -> str:
+    return labels[name] if labels and name in labels else repr(name)
+
+
+def _name_list(names: list[str], labels: dict[str, str] | None = None, limit: int = 5) -> str:
+    shown = ", ".join(_label(n, labels) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
