@@ -18,7 +18,7 @@ Steps
   6. Save ``config.json``, ``generation_config.json``, ``model.safetensors`` (float16),
      ``tokenizer.json``, ``tokenizer_config.json`` and a ``README.md`` model card.
   7. Write the held-out evaluation texts ``ilsim/data/shakespeare_test.txt`` and
-     ``ilsim/data/shakespeare_calib.txt`` and their ``README.md``.
+     ``ilsim/data/shakespeare_calib.txt``, and print their section of ``ilsim/data/README.md``.
 
 Determinism: one seed drives initialisation and batch sampling; the run is repeatable on one
 machine with the same torch version and thread count (``--threads``). Perplexity is measured on
@@ -753,8 +753,9 @@ def main(argv=None):
         args.data_out.mkdir(parents=True, exist_ok=True)
         (args.data_out / "shakespeare_test.txt").write_text(test_file, encoding="utf-8")
         (args.data_out / "shakespeare_calib.txt").write_text(calib_file, encoding="utf-8")
-        (args.data_out / "README.md").write_text(
-            data_readme(split, len(test_file.encode()), len(calib_file.encode())), encoding="utf-8")
+        # ilsim/data/README.md documents every text (scripts/make_texts.py adds the others): the
+        # Shakespeare section is printed for it, never written over the whole file.
+        print(data_readme(split, len(test_file.encode()), len(calib_file.encode())), flush=True)
         print(f"wrote {args.data_out}/shakespeare_test.txt ({len(test_file.encode()):,} bytes), "
               f"shakespeare_calib.txt ({len(calib_file.encode()):,} bytes)", flush=True)
     if args.prepare_only:
