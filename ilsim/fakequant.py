@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.graph.format import Graph
+from ilsim.ops.hadamard import hadamard_transform_float
 
 
 def fake_quant_rows(x: np.ndarray, bits: int, symmetric: bool) -> np.ndarray:
@@ -94,6 +95,9 @@ class FakeQuantLM:
             g, u = x["gate"], x["up"]
             arg = g * w if w is not None else g
             return fake_quant_rows(g / (1.0 + np.exp(-arg)) * u, a.get("out_bits", 8), False)
+        if node.op == "di_hadamard":  # the unnormalized H x, as the integer op (1/n is in the next scales)
+            return fake_quant_rows(hadamard_transform_float(x["x"]), a.get("out_bits", 8),
+                                   a.get("out_symmetric", False))
         if node.op == "attention":
             return self._attention(node, x, positions, cache)
         raise ValueError(f"fake-quant: no float semantics for op {node.op}")

@@ -728,6 +728,70 @@ EMBEDDING = OpCases(
     random_case=_embedding_random, edge_cases=_embedding_edges, output_specs=_embedding_outputs)
 
 
+# ------------------------------------------------------------------------------- di_hadamard
+
+def _hadamard_case(inputs, cfg, zero_rows):
+    attrs = {"in_bits": cfg["in_bits"], "in_signed": cfg["in_signed"], "out_bits": cfg["out_bits"],
+             "out_symmetric": cfg["out_symmetric"], "zero_rows": zero_rows}
+    spec = TensorSpec(cfg["in_bits"], cfg["in_signed"])
+    specs = {"q": spec, "zp": spec, "m": SCALE, "k": SHIFT}
+    return inputs, attrs, specs, {"in.q": _dyadic("in.m", "in.k", "in.zp"),
+                                  "out.q": _dyadic("out.m", "out.k", "out.zp")}
+
+
+def _hadamard_lims(cfg):
+    ib = cfg["in_bits"]
+    return (_smin(ib), _smax(ib)) if cfg["in_signed"] else (0, (1 << ib) - 1)
+
+
+def _hadamard_random(rng, cfg):
+    ib, n, (lo, hi) = cfg["in_bits"], cfg["n"], _hadamard_lims(cfg)
+    rows = int(rng.integers(1, 5))
+    q = _ints(rng, lo, hi, (rows, n), ib, cfg["in_signed"])
+    zp = _ints(rng, lo, hi, (rows,), ib, cfg["in_signed"])
+    q[:, 0] = np.where(q[:, 0] == zp, np.where(zp == lo, hi, lo), q[:, 0])  # no accidental zero rows
+    m, k = _row_scales(rng, rows, 16, 24)
+    return _hadamard_case({"q": q, "zp": zp, "m": m, "k": k}, cfg, "error")
+
+
+def _hadamard_edges(cfg):
+    ib, n, sgn, (lo, hi) = cfg["in_bits"], cfg["n"], cfg["in_signed"], _hadamard_lims(cfg)
+    c = (hi - lo) // 3
+
+    def case(label, q, zp, k):
+        rows = len(q)
+        m = [(1 << 16) - 1 if r % 2 == 0 else 1 << 15 for r in range(rows)]  # the widest and the smallest m
+        inputs = {"q": _arr(q, ib, sgn), "zp": _arr(zp, ib, sgn), "m": _arr(m, MBITS, False),
+                  "k": _arr(k, KBITS, False)}
+        return (label, *_hadamard_case(inputs, cfg, "zero"))
+
+    alternate = [hi if j % 2 else lo for j in range(n)]
+    tie = [lo + 3 * c, lo + c] + [lo] * (n - 2)
+    return [
+        # |q - zp| = 2^in_bits - 1 everywhere: |t_0| = n (2^in_bits - 1), the declared bound's reach
+        # where row 0 of H is all ones (Sylvester, Paley I)
+        case("largest_transform", [[hi] * n, [lo] * n, alternate], [lo, hi, lo], [16, 20, 24]),
+        # a row equal to its zero point transforms to t = 0 (zero_rows="zero": q = zp = m = k = 0)
+        case("zero_row", [[hi] * n, alternate], [hi, lo], [16, 16]),
+        # q - zp = ±c (3 e_0 + e_1): t in {±4c, ±2c}, a requantization tie t·d/R = ±d/2 (d odd)
+        case("rounding_ties", [tie, [hi - (v - lo) for v in tie]], [lo, hi], [20, 20]),
+    ]
+
+
+def _hadamard_outputs(attrs):
+    signed = bool(attrs["out_symmetric"])
+    return {"q": TensorSpec(attrs["out_bits"], signed), "zp": TensorSpec(attrs["out_bits"], signed),
+            "m": SCALE, "k": SHIFT}
+
+
+HADAMARD = OpCases(
+    configs={f"n{n}{'s' if sgn else 'u'}{i}o{o}{'s' if sym else 'a'}":
+             {"n": n, "in_bits": i, "in_signed": sgn, "out_bits": o, "out_symmetric": sym}
+             for n, i, sgn, o, sym in ((16, 8, False, 8, False), (12, 8, False, 8, False), (24, 8, True, 8, True),
+                                       (28, 4, False, 4, False))},
+    random_case=_hadamard_random, edge_cases=_hadamard_edges, output_specs=_hadamard_outputs)
+
+
 GOLDEN_OPS: dict[str, OpCases] = {
     "quantize_rows": QUANTIZE,
     "di_matmul": MATMUL,
@@ -741,6 +805,7 @@ GOLDEN_OPS: dict[str, OpCases] = {
     "di_layernorm": LAYERNORM,
     "di_rope": ROPE,
     "embedding_lookup": EMBEDDING,
+    "di_hadamard": HADAMARD,
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS as MBITS
+from ilsim.errors import InputError
 from ilsim.graph.format import Graph, GraphError, Node
 from ilsim.kernels.rowquant import shifted_differences
 from ilsim.ops.quantize import RowQuant
@@ -256,6 +257,39 @@ class ResidualOp(GraphOp):
                   b_signed=self.attr(node, "b_signed"), out_bits=self.attr(node, "out_bits"), zero_rows="zero")
 
 
+class HadamardOp(GraphOp):
+    """An online Walsh–Hadamard rotation of each row (QuaRot's, before the down projection):
+    di_hadamard of size n = ``size`` with its default (proven) intermediate width, so it cannot
+    overflow. The size and the attributes are validated at load; the input rows must have n values."""
+
+    name = "di_hadamard"
+    inputs = ("x",)
+    attrs = {"size": (int, REQUIRED), "in_bits": (int, 8), "in_signed": (bool, False), "out_bits": (int, 8),
+             "out_symmetric": (bool, False)}
+
+    def check_attrs(self, node, where):
+        from ilsim.ops.hadamard import check_attrs, hadamard_factors
+
+        super().check_attrs(node, where)
+        try:
+            hadamard_factors(self.attr(node, "size"))
+            check_attrs(self.attr(node, "in_bits"), self.attr(node, "in_signed"), self.attr(node, "out_bits"),
+                        self.attr(node, "out_symmetric"), None, MBITS, "half_up", "zero")
+        except InputError as err:
+            raise GraphError(f"{where}: {err}") from None
+
+    def run(self, node, inputs, params, ctx):
+        x = inputs["x"]
+        size = self.attr(node, "size")
+        if x.q.shape[-1] != size:
+            raise GraphError(f"di_hadamard {node.name}: its input rows have {x.q.shape[-1]} values, the node's "
+                             f"size is {size}")
+        fn = implementation("ilsim.ops.hadamard", "di_hadamard", ctx.reference)
+        return fn(x.q, x.zp, x.m, x.k, in_bits=self.attr(node, "in_bits"), in_signed=self.attr(node, "in_signed"),
+                  out_bits=self.attr(node, "out_bits"), out_symmetric=self.attr(node, "out_symmetric"),
+                  zero_rows="zero")
+
+
 GRAPH_OPS: dict[str, GraphOp] = {}
 
 
@@ -264,7 +298,7 @@ def register(op: GraphOp) -> GraphOp:
     return op
 
 
-for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp()):
+for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp(), HadamardOp()):
     register(_op)
 
 

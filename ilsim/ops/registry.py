@@ -38,6 +38,7 @@ OPS: dict[str, OpEntry] = {
     "residual_add": OpEntry("ilsim.ops.residual", "ilsim.testing.cases_norm", "residual.md"),
     "di_rope": OpEntry("ilsim.ops.rope", "ilsim.testing.cases_norm", "rope.md"),
     "embedding_lookup": OpEntry("ilsim.ops.embedding", "ilsim.testing.cases_norm", "embedding.md"),
+    "di_hadamard": OpEntry("ilsim.ops.hadamard", "ilsim.testing.cases_hadamard", "hadamard.md"),
 }
 
 
