@@ -159,7 +159,11 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     opts = opts or ExportOptions()
     opts.validate()
     cfg = checkpoint.config
-    model = FloatLlama(checkpoint, dtype=np.float32)
+    # float64: BLAS kernels differ between CPUs (AVX2 / AVX-512) in their summation order; in
+    # float32 that moved calibration maxima by ~1e-7 and flipped weight roundings, so the same
+    # checkpoint exported to different graphs on different machines. In float64 the difference is
+    # ~1e-16 relative, far below any rounding threshold the export has in practice.
+    model = FloatLlama(checkpoint, dtype=np.float64)
     stats = calibrate(model, calib_ids, opts.calib_context, opts.calib_windows,
                       progress=_Progress("calibrate", 0, progress))
     eps_d = dyadic_from_scale(cfg.rms_norm_eps, 32)
