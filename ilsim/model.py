@@ -38,23 +38,43 @@ def shipped_models() -> list[str]:
 
 def cache_dir() -> Path:
     """Where exported graphs of checkpoints are cached ($ILSIM_CACHE or ~/.cache/ilsim)."""
-    return Path(os.environ.get("ILSIM_CACHE", Path.home() / ".cache" / "ilsim"))
+    from ilsim.zoo import cache_root
+
+    return cache_root()
 
 
 def resolve_checkpoint_source(spec: str | None) -> str:
-    """A shipped model name -> its folder; anything else is passed on (a directory or a hub id)."""
+    """A shipped model name -> its folder; a fetched model's name (ilsim.zoo) -> its cached file;
+    anything else is passed on (a directory, a .gguf file or a hub id)."""
+    from ilsim.zoo import REMOTE_MODELS, fetched_path
+
     spec = spec or DEFAULT_MODEL
     if spec in shipped_models():
         return str(MODELS_DIR / spec)
+    if spec in REMOTE_MODELS:
+        return str(fetched_path(spec))
     if Path(spec).exists() or "/" in spec:
         return spec
     known = ", ".join(shipped_models()) or "none"
-    raise InputError(f"unknown model {spec!r}: not a graph file, a checkpoint directory, a hub id "
-                     f"(owner/name) or a shipped model (shipped: {known})")
+    raise InputError(f"unknown model {spec!r}: not a graph file, a checkpoint directory, a .gguf file, a hub id "
+                     f"(owner/name), a shipped model (shipped: {known}) or a fetchable one "
+                     f"({', '.join(sorted(REMOTE_MODELS))}; see `ilsim fetch`)")
 
 
 def is_graph_file(spec: str | None) -> bool:
-    return spec is not None and Path(spec).is_file()
+    """True for an existing file that is not a GGUF checkpoint: an ilsim graph (validated on load)."""
+    if spec is None or not Path(spec).is_file():
+        return False
+    from ilsim.hf.checkpoint import is_gguf_file
+
+    return not is_gguf_file(spec)
+
+
+def graph_quant_label(graph: Graph) -> str:
+    """'W4A8' etc. from the widths a graph was exported with (its own record, not CLI defaults)."""
+    quant = graph.quant or {}
+    wbits, abits = quant.get("wbits"), quant.get("abits")
+    return f"W{wbits}A{abits}" if wbits is not None and abits is not None else "unknown widths"
 
 
 class Tokenizer:
@@ -72,6 +92,10 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids])
+
+    def decode_special(self, ids) -> str:
+        """The text of ``ids`` with special tokens kept (e.g. '<|im_start|>')."""
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
 
 @dataclass
@@ -132,18 +156,19 @@ class IntegerLM:
         return new
 
 
-def graph_cache_path(source_dir: Path, options: dict) -> Path:
-    """A cache file name from the checkpoint's files and the export options."""
+def graph_cache_path(source: Path, options: dict) -> Path:
+    """A cache file name from the checkpoint's files (a directory's, or one .gguf file's name,
+    size and modification time) and the export options."""
     h = hashlib.sha256()
-    for name in sorted(os.listdir(source_dir)):
-        path = source_dir / name
+    files = [source] if source.is_file() else [source / name for name in sorted(os.listdir(source))]
+    for path in files:
         if path.is_file():
             st = path.stat()
-            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+            h.update(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     from ilsim import SPEC_VERSION, __version__
     h.update(f"{__version__}/{SPEC_VERSION}".encode())
-    return cache_dir() / f"{source_dir.name}-{h.hexdigest()[:16]}{GRAPH_SUFFIX}"
+    return cache_dir() / f"{source.stem if source.is_file() else source.name}-{h.hexdigest()[:16]}{GRAPH_SUFFIX}"
 
 
 def load_integer_model(spec: str | None = None, *, wbits: int = 8, abits: int = 8, calib: str | None = None,
@@ -155,12 +180,12 @@ def load_integer_model(spec: str | None = None, *, wbits: int = 8, abits: int = 
     from ilsim.export.run import export_checkpoint
     from ilsim.hf.checkpoint import resolve_directory
 
-    directory = resolve_directory(resolve_checkpoint_source(spec))
+    source = resolve_directory(resolve_checkpoint_source(spec))
     options = ExportOptions(wbits=wbits, abits=abits, **export_kw)
     key = dict(vars(options), calib=calib)
-    path = graph_cache_path(Path(directory), key)
+    path = graph_cache_path(Path(source), key)
     if not path.is_file():
-        graph = export_checkpoint(str(directory), options, calib=calib, progress=progress)
+        graph = export_checkpoint(str(source), options, calib=calib, progress=progress)
         save_graph(graph, path)
     return IntegerLM(load_graph(path), reference=reference)
 
@@ -173,5 +198,4 @@ def load_float_model(spec: str | None = None):
     if is_graph_file(spec):
         raise InputError(f"{spec}: a graph file has no float model; pass its checkpoint instead")
     ckpt = load_checkpoint(resolve_checkpoint_source(spec))
-    text = ckpt.tokenizer_path.read_text(encoding="utf-8") if ckpt.tokenizer_path else None
-    return FloatLlama(ckpt), Tokenizer(text, str(ckpt.directory))
+    return FloatLlama(ckpt), Tokenizer(ckpt.require_tokenizer_json(), str(ckpt.directory))

@@ -72,7 +72,7 @@ def test_export_then_inspect(graph_path, capsys):
 def test_generate_from_a_graph_is_deterministic(graph_path, capsys):
     a = run_json(capsys, "generate", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "6")
     b = run_json(capsys, "generate", str(graph_path), "--prompt", "TO BE", "--max-new-tokens", "6")
-    assert a["new_ids"] == b["new_ids"] and len(a["new_ids"]) == 6 and a["mode"] == "integer graph"
+    assert a["new_ids"] == b["new_ids"] and len(a["new_ids"]) == 6 and a["mode"] == "integer W8A8"
 
 
 def test_generate_reference_mode_gives_the_same_tokens(graph_path, capsys):
@@ -167,3 +167,29 @@ def test_unknown_architecture_and_nan_weights_are_named(workspace, tmp_path, cap
     err = fails(capsys, "export", str(nan_dir), str(tmp_path / "n.ilsim"), "--calib", str(workspace / "calib.txt"))
     assert "model.layers.1.mlp.up_proj.weight" in err and "NaN" in err
     assert not (tmp_path / "n.ilsim").exists()
+
+
+def test_ppl_labels_a_graph_with_its_own_widths_and_fake_quant_tracks_integer(workspace, tmp_path, capsys):
+    w4a4 = tmp_path / "w4a4.ilsim"
+    run_json(capsys, "export", str(workspace / "tiny-llama"), str(w4a4), "--wbits", "4", "--abits", "4",
+             "--calib", str(workspace / "calib.txt"))
+    text = str(workspace / "calib.txt")
+    it = run_json(capsys, "ppl", str(w4a4), "--text", text, "--context", "64")
+    fq = run_json(capsys, "ppl", str(w4a4), "--text", text, "--context", "64", "--fake-quant")
+    assert it["mode"] == "integer W4A4" and fq["mode"] == "fake-quant W4A4"
+    assert it["windows"] == fq["windows"] and abs(np.log(it["perplexity"]) - np.log(fq["perplexity"])) < 0.2
+    assert "--wbits/--abits apply to a checkpoint" in fails(capsys, "ppl", str(w4a4), "--text", text, "--wbits", "8")
+    assert "exclude each other" in fails(capsys, "ppl", str(w4a4), "--text", text, "--float", "--fake-quant")
+
+
+def test_ppl_on_a_text_shorter_than_the_window_uses_the_text_length_and_says_so(workspace, graph_path, tmp_path,
+                                                                                 capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("TO BE, OR NOT TO BE.")
+    out = run_json(capsys, "ppl", str(graph_path), "--text", str(short))
+    assert out["context"] == 20 and out["windows"] == 1 and out["predicted_tokens"] == 19
+    assert "fewer than the window" in out["notes"][0]
+    assert main(["ppl", str(graph_path), "--text", str(short)]) == 0
+    assert "using one window of 20 tokens" in capsys.readouterr().err
+    assert "--context 500" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--context", "500")
+    assert "--max-tokens -300" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--max-tokens", "-300")

@@ -74,18 +74,22 @@ class ExportOptions:
 
 
 class _Progress:
-    """A one-line progress bar on stderr (silent when disabled)."""
+    """A tqdm progress bar on stderr, called as ``bar(done, total)`` (silent when disabled)."""
 
     def __init__(self, label: str, total: int, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
+        self.label, self.total, self.enabled, self._bar = label, total, enabled, None
 
     def __call__(self, done: int, total: int | None = None) -> None:
         if not self.enabled:
             return
+        from tqdm import tqdm
+
         total = total or self.total
-        bar = "#" * int(30 * done / max(total, 1))
-        end = "\n" if done >= total else ""
-        print(f"\r{self.label} [{bar:<30}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.label, file=sys.stderr, leave=False)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._bar.close()
 
 
 def signed_bits_for(magnitude: int) -> int:

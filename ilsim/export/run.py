@@ -9,7 +9,20 @@ import numpy as np
 from ilsim.errors import InputError
 from ilsim.export.build import ExportOptions, export_model
 
-DEFAULT_CALIB = Path(__file__).resolve().parent.parent / "data" / "shakespeare_calib.txt"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: The shipped model calibrates on a held-out play of its own domain; any other model on the
+#: mixed-domain calibration text (ilsim/data/README.md: disjoint from every evaluation text).
+DEFAULT_CALIB = DATA_DIR / "shakespeare_calib.txt"
+GENERAL_CALIB = DATA_DIR / "calib_mix.txt"
+
+
+def default_calibration(source: str | Path) -> Path:
+    """The calibration text used when none is given: the shipped model's own held-out play for
+    the shipped model, the mixed-domain text for every other model."""
+    from ilsim.model import MODELS_DIR
+
+    inside_package = Path(source).resolve().parent == MODELS_DIR.resolve()
+    return DEFAULT_CALIB if inside_package or not GENERAL_CALIB.is_file() else GENERAL_CALIB
 
 
 def read_text_file(path, what: str = "text file") -> str:
@@ -28,17 +41,15 @@ def read_text_file(path, what: str = "text file") -> str:
 
 def export_checkpoint(source: str, options: ExportOptions | None = None, calib: str | None = None,
                       progress: bool = False):
-    """Load ``source``, tokenize the calibration text (default: the shipped held-out split) and
-    export the integer graph, with the tokenizer embedded."""
+    """Load ``source``, tokenize the calibration text (default: ``default_calibration(source)``)
+    and export the integer graph, with the tokenizer embedded."""
     from ilsim.hf.checkpoint import load_checkpoint
     from ilsim.model import Tokenizer
 
     options = options or ExportOptions()
     ckpt = load_checkpoint(source)
-    if ckpt.tokenizer_path is None:
-        raise InputError(f"{ckpt.directory}: no tokenizer.json; export needs it to tokenize the calibration text")
-    tokenizer_json = ckpt.tokenizer_path.read_text(encoding="utf-8")
-    calib_path = calib or DEFAULT_CALIB
+    tokenizer_json = ckpt.require_tokenizer_json("export needs it to tokenize the calibration text")
+    calib_path = calib or default_calibration(source)
     ids = Tokenizer(tokenizer_json, str(ckpt.directory)).encode(read_text_file(calib_path, "calibration text"))
     if ids.size < options.calib_context:
         raise InputError(f"calibration text {calib_path}: {ids.size} tokens, fewer than one window of "
