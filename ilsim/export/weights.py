@@ -39,7 +39,9 @@ class QuantWeight:
         return scale[:, None] * (self.q.astype(np.float64) - self.zp[:, None])
 
 
-def _quantize_rows(w: np.ndarray, clip: float, levels: int):
+def quantize_rows(w: np.ndarray, clip: float, levels: int):
+    """Round-to-nearest on the grid of clip ratio ``clip`` (module docstring), per row of ``w``:
+    (q, zp, scale, squared error per row), all float64; a row with a zero range gets scale 1."""
     lo = np.minimum(w.min(axis=1) * clip, 0.0)
     hi = np.maximum(w.max(axis=1) * clip, 0.0)
     scale = (hi - lo) / levels
@@ -63,6 +65,15 @@ def common_shift(scales: np.ndarray, mbits: int = DEFAULT_MBITS) -> int:
     return k
 
 
+def dyadic_scales(scales: np.ndarray, mbits: int = DEFAULT_MBITS) -> tuple[np.ndarray, int]:
+    """Per-row scales as m_j / 2^k with one shared k = common_shift(scales, mbits) and
+    m_j = floor(s_j 2^k + 1/2) (exact rationals, ties up), int64 in [0, 2^mbits)."""
+    shift = common_shift(scales, mbits)
+    m = np.array([math.floor(Fraction(float(s)) * (1 << shift) + Fraction(1, 2)) for s in scales],
+                 dtype=np.int64)
+    return m, shift
+
+
 def quantize_weight(w: np.ndarray, bits: int, *, clip_grid=DEFAULT_CLIP_GRID, mbits: int = DEFAULT_MBITS,
                     name: str = "weight") -> QuantWeight:
     """Quantize a float [N, K] weight per output channel (asymmetric, clipping search, shared shift)."""
@@ -74,15 +85,13 @@ def quantize_weight(w: np.ndarray, bits: int, *, clip_grid=DEFAULT_CLIP_GRID, mb
     if not 2 <= bits <= 8:
         raise InputError(f"{name}: weight bits must be in [2, 8], got {bits}")
     levels = (1 << bits) - 1
-    best_q, best_zp, best_scale, best_err = _quantize_rows(w, clip_grid[0], levels)
+    best_q, best_zp, best_scale, best_err = quantize_rows(w, clip_grid[0], levels)
     for clip in clip_grid[1:]:
-        q, zp, scale, err = _quantize_rows(w, clip, levels)
+        q, zp, scale, err = quantize_rows(w, clip, levels)
         better = err < best_err
         best_q[better], best_zp[better], best_scale[better], best_err[better] = \
             q[better], zp[better], scale[better], err[better]
-    shift = common_shift(best_scale, mbits)
-    m = np.array([math.floor(Fraction(float(s)) * (1 << shift) + Fraction(1, 2)) for s in best_scale],
-                 dtype=np.int64)
+    m, shift = dyadic_scales(best_scale, mbits)
     zero_rows = ~np.any(w != 0, axis=1)
     m[zero_rows] = 0
     return QuantWeight(q=best_q.astype(np.uint8), zp=best_zp.astype(np.int64), m=m, shift=shift, bits=bits)
