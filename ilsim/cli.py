@@ -65,6 +65,8 @@ def _export_options(args):
 
     kw = {"wbits": 8 if args.wbits is None else args.wbits, "abits": 8 if args.abits is None else args.abits,
           "overrides": _parse_overrides(getattr(args, "override", None))}
+    if getattr(args, "method", None):
+        kw["method"] = args.method
     if getattr(args, "context", None):
         kw["max_positions"] = args.context
     return ExportOptions(**kw)
@@ -119,10 +121,15 @@ def _widths(args, spec) -> tuple[int, int]:
     from ilsim.model import is_graph_file
 
     wbits, abits = args.wbits, args.abits
-    if is_graph_file(spec) and (wbits is not None or abits is not None):
-        raise IlsimError(f"--wbits/--abits apply to a checkpoint, but {spec} is an exported graph "
-                         "(its widths are fixed; see `ilsim inspect`)")
+    if is_graph_file(spec) and (wbits is not None or abits is not None or getattr(args, "method", None)):
+        raise IlsimError(f"--wbits/--abits/--method apply to a checkpoint, but {spec} is an exported graph "
+                         "(its widths and method are fixed; see `ilsim inspect`)")
     return (8 if wbits is None else wbits), (8 if abits is None else abits)
+
+
+def _method_kw(args) -> dict:
+    """The export keyword for --method, when given."""
+    return {"method": args.method} if getattr(args, "method", None) else {}
 
 
 def cmd_generate(args) -> int:
@@ -140,7 +147,7 @@ def cmd_generate(args) -> int:
     else:
         wbits, abits = _widths(args, args.model)
         lm = load_integer_model(args.model, wbits=wbits, abits=abits, reference=args.reference,
-                                progress=not args.json)
+                                progress=not args.json, **_method_kw(args))
         if args.trace:
             lm.interpreter.trace = tuple(args.trace)
         ids = lm.encode(args.prompt)
@@ -194,7 +201,7 @@ def cmd_ppl(args) -> int:
         limit, mode = model.config.max_position_embeddings, "float"
     else:
         wbits, abits = _widths(args, args.model)
-        lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json)
+        lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json, **_method_kw(args))
         tok, limit = lm.tokenizer, lm.context
         label = graph_quant_label(lm.graph)
         if args.fake_quant:
@@ -229,7 +236,7 @@ def cmd_eval(args) -> int:
     from ilsim.evaluate import default_texts, evaluate, parse_configs, summary_text, write_reports
 
     report = evaluate(args.model, parse_configs(args.configs), args.text or default_texts(), context=args.context,
-                      max_tokens=args.max_tokens, new_tokens=args.new_tokens, calib=args.calib,
+                      max_tokens=args.max_tokens, new_tokens=args.new_tokens, calib=args.calib, method=args.method,
                       work_dir=args.work_dir, engines=tuple(args.engines), progress=not args.json)
     write_reports(report, args.json_out, args.markdown, args.plot)
     _emit(args, report.to_dict(), summary_text(report))
@@ -257,7 +264,7 @@ def cmd_audit(args) -> int:
     from ilsim.model import load_integer_model
 
     wbits, abits = _widths(args, args.model)
-    lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json)
+    lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json, **_method_kw(args))
     lm.interpreter.audit = True
     lm.generate(lm.encode(args.prompt), args.max_new_tokens, stop_at_eos=False)
     rows = {name: {"declared_bits": r.bits, "signed": r.signed, "min": r.lo, "max": r.hi,
@@ -294,7 +301,7 @@ def _golden_model(args) -> int:
         raise IlsimError("usage: ilsim golden model [MODEL] OUT --prompt TEXT [--layers N ...] [--new-tokens N]")
     model, out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
     wbits, abits = _widths(args, model)
-    lm = load_integer_model(model, wbits=wbits, abits=abits, progress=not args.json)
+    lm = load_integer_model(model, wbits=wbits, abits=abits, progress=not args.json, **_method_kw(args))
     ids = [int(i) for i in lm.encode(args.prompt)]
     kw = {"formats": tuple(args.formats)} if args.formats else {}
     manifest = write_model_golden(lm, out, ids, new_tokens=args.new_tokens, layers=args.layers, **kw)
@@ -326,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add_widths(p):
         p.add_argument("--wbits", type=int, help="weight bits for a checkpoint (2..8, default 8)")
         p.add_argument("--abits", type=int, help="activation bits for a checkpoint (2..8, default 8)")
+        add_method(p)
+
+    def add_method(p):
+        from ilsim.export.build import DEFAULT_METHOD, METHODS
+
+        p.add_argument("--method", help=f"export method: {', '.join(METHODS)} or rtn, joined with '+' "
+                       f"(e.g. rotate+smooth+gptq; default {DEFAULT_METHOD}); see the README's 'Export methods'")
 
     p = add("ops", cmd_ops, "list the operators; --demo runs each on a sample")
     p.add_argument("--demo", action="store_true")
@@ -333,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="checkpoint directory, hub id or shipped model name")
     p.add_argument("out", help="graph file to write")
     add_widths(p)
-    p.add_argument("--calib", help="calibration text file (default: the shipped held-out split)")
+    p.add_argument("--calib", help="calibration text file (default: the shipped model's held-out play for it, "
+                                     "ilsim/data/calib_mix.txt for every other model)")
     p.add_argument("--override", action="append", metavar="CLASS=BITS",
                    help="weight bits for one class: q, k, v, o, gate, up, down, lm_head")
     p.add_argument("--context", type=int, help="maximum positions of the graph (default: the model's)")
@@ -370,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first N tokens of each text (default 4096; 0: the whole text)")
     p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt (default 32)")
     p.add_argument("--calib", help="calibration text for the exports (default: the model's default)")
+    add_method(p)
     p.add_argument("--engines", nargs="+", default=["fake_quant", "integer"], choices=["fake_quant", "integer"])
     p.add_argument("--work-dir", help="where the exported graphs go (default: the cache, eval/<model>)")
     p.add_argument("--json-out", metavar="FILE", help="write the full results as JSON")

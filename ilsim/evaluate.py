@@ -204,7 +204,8 @@ def measure_texts(model, texts: dict[str, np.ndarray], context: int, note) -> li
     return results
 
 
-def _export_worker(source: str, wbits: int, abits: int, calib: str | None, out: str, queue) -> None:
+def _export_worker(source: str, wbits: int, abits: int, calib: str | None, method: str | None, out: str,
+                   queue) -> None:
     """Child process: export and save one graph; report time, peak RSS and size (or the error)."""
     try:
         from ilsim.export.build import ExportOptions
@@ -212,7 +213,8 @@ def _export_worker(source: str, wbits: int, abits: int, calib: str | None, out: 
         from ilsim.graph.format import save_graph
 
         start = time.perf_counter()
-        graph = export_checkpoint(source, ExportOptions(wbits=wbits, abits=abits), calib=calib, progress=False)
+        options = ExportOptions(wbits=wbits, abits=abits, **({"method": method} if method else {}))
+        graph = export_checkpoint(source, options, calib=calib, progress=False)
         path = save_graph(graph, out)
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -221,13 +223,20 @@ def _export_worker(source: str, wbits: int, abits: int, calib: str | None, out: 
         queue.put({"error": f"{type(err).__name__}: {err}"})
 
 
-def export_in_child(source: str, wbits: int, abits: int, calib: str | None, out: Path) -> dict:
+def export_in_child(source: str, wbits: int, abits: int, calib: str | None, out: Path,
+                    method: str | None = None) -> dict:
     """Export in a fresh process (spawn): its wall time and its own peak resident memory."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_export_worker, args=(source, wbits, abits, calib, str(out), queue))
+    child = ctx.Process(target=_export_worker, args=(source, wbits, abits, calib, method, str(out), queue))
     child.start()
-    result = queue.get()
+    result = None
+    while result is None:
+        try:
+            result = queue.get(timeout=1.0)
+        except Exception:  # queue.Empty: still working, unless the child died without a word
+            if not child.is_alive():
+                result = {"error": f"the export process exited with status {child.exitcode} and no result"}
     child.join()
     if "error" in result:
         raise InputError(f"export {config_name(wbits, abits)} of {source} failed: {result['error']}")
@@ -247,7 +256,7 @@ def _greedy(engine: str, model, prompts: list[Prompt], new_tokens: int) -> list[
 
 
 def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], *, context: int = 512,
-             max_tokens: int = 4096, new_tokens: int = 32, calib: str | None = None,
+             max_tokens: int = 4096, new_tokens: int = 32, calib: str | None = None, method: str | None = None,
              work_dir: str | os.PathLike | None = None, engines=("fake_quant", "integer"),
              progress: bool = True, note=None) -> EvalReport:
     """Run the harness; see the module docstring. ``note(msg)`` receives remarks (stderr by default)."""
@@ -259,7 +268,10 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     from ilsim.float_model import FloatLlama
     from ilsim.model import IntegerLM, Tokenizer, cache_dir, resolve_checkpoint_source
 
+    from ilsim.export.build import DEFAULT_METHOD, parse_method
+
     note = note or (lambda msg: print(f"note: {msg}", file=sys.stderr))
+    parse_method(method or DEFAULT_METHOD)
     for engine in engines:
         if engine not in ("fake_quant", "integer"):
             raise InputError(f"eval: unknown engine {engine!r} (fake_quant, integer)")
@@ -297,8 +309,8 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     for wbits, abits in configs:
         name = config_name(wbits, abits)
         bar.set_postfix_str(f"export {name}")
-        graph_path = work / f"{name.lower()}.ilsim"
-        exported = export_in_child(str(source), wbits, abits, calib, graph_path)
+        graph_path = work / f"{(method or DEFAULT_METHOD).replace('+', '-')}-{name.lower()}.ilsim"
+        exported = export_in_child(str(source), wbits, abits, calib, graph_path, method)
         bar.update(1)
         graph = load_graph(graph_path)
         runs = {}
@@ -317,7 +329,7 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
                                     runs.get("fake_quant"), runs.get("integer")))
     bar.close()
     settings = {"context": context, "max_tokens": max_tokens, "new_tokens": new_tokens, "texts": list(texts),
-                "calibration": calib or "default", "engines": list(engines),
+                "calibration": calib or "default", "method": method or DEFAULT_METHOD, "engines": list(engines),
                 "seconds": time.perf_counter() - start}
     return EvalReport(str(model_spec), machine_info(), settings, prompts, float_run, results)
 

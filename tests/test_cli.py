@@ -178,7 +178,7 @@ def test_ppl_labels_a_graph_with_its_own_widths_and_fake_quant_tracks_integer(wo
     fq = run_json(capsys, "ppl", str(w4a4), "--text", text, "--context", "64", "--fake-quant")
     assert it["mode"] == "integer W4A4" and fq["mode"] == "fake-quant W4A4"
     assert it["windows"] == fq["windows"] and abs(np.log(it["perplexity"]) - np.log(fq["perplexity"])) < 0.2
-    assert "--wbits/--abits apply to a checkpoint" in fails(capsys, "ppl", str(w4a4), "--text", text, "--wbits", "8")
+    assert "--wbits/--abits/--method apply to a checkpoint" in fails(capsys, "ppl", str(w4a4), "--text", text, "--wbits", "8")
     assert "exclude each other" in fails(capsys, "ppl", str(w4a4), "--text", text, "--float", "--fake-quant")
 
 

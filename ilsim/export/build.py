@@ -1,16 +1,27 @@
-"""Export: float checkpoint -> calibrated, FSBR-smoothed, quantized integer graph.
+"""Export: float checkpoint -> calibrated, smoothed / rotated, quantized integer graph.
 
-    graph = export_model(checkpoint, calib_ids, ExportOptions(wbits=4, abits=8))
+    graph = export_model(checkpoint, calib_ids, ExportOptions(wbits=4, abits=8, method="rotate+gptq"))
 
-Steps (offline, floats allowed): calibrate the float model, apply the closed-form FSBR smoothing
-factors (folded into weights and norm gains), fold 1/sqrt(head_dim) into W_q, quantize every
-linear per output channel (asymmetric, clipping search, one shared dyadic shift), quantize the
-norm gains, the embedding table and the gate divisors to dyadic integers, make the RoPE tables,
-derive every accumulator width from its exact worst case, and emit the nodes.
+Steps (offline, floats allowed): optionally rotate the model (QuaRot, export/rotate.py: folded
+into the weights, plus an online integer Hadamard before each down projection), calibrate the
+float model, apply the closed-form FSBR smoothing factors (folded into weights and norm gains),
+fold 1/sqrt(head_dim) into W_q, quantize every linear per output channel (asymmetric, one shared
+dyadic shift; round-to-nearest with a clipping search, or GPTQ against the calibration Hessian
+of the layer's actual input), quantize the norm gains, the embedding table and the gate divisors
+to dyadic integers, make the RoPE tables, derive every accumulator width from its exact worst
+case, and emit the nodes.
+
+Methods (``ExportOptions.method``, '+'-joined, applied in this order whatever the spelling):
+    rotate   residual-stream and value/output rotations folded offline, online di_hadamard on the
+             down projection's input
+    smooth   closed-form FSBR smoothing of the pairs in ``smooth_pairs`` (alpha ``smooth_alpha``)
+    gptq     GPTQ weight rounding (export/gptq.py) instead of round-to-nearest
+    rtn      none of these: round-to-nearest with the clipping search
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import asdict, dataclass, field
@@ -21,6 +32,8 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
 from ilsim.errors import InputError
 from ilsim.export.calibrate import calibrate
+from ilsim.export.gptq import gptq_quantize_weight
+from ilsim.export.rotate import down_weight_for_online_hadamard, rotate_checkpoint
 from ilsim.export.smoothing import FSBR_PAIRS, smooth_layer
 from ilsim.export.weights import quantize_weight
 from ilsim.graph.format import Graph, ModelInfo, Node, declare
@@ -28,6 +41,21 @@ from ilsim.ops.embedding import quantize_embedding_table
 from ilsim.ops.rope import rope_tables
 
 MBITS = DEFAULT_MBITS
+#: The export methods, in the order they apply (module docstring).
+METHODS = ("rotate", "smooth", "gptq")
+DEFAULT_METHOD = "smooth"
+
+
+def parse_method(text: str) -> tuple[str, ...]:
+    """'rotate+gptq' -> ('rotate', 'gptq') in METHODS order; 'rtn' -> (); InputError otherwise."""
+    parts = [part.strip() for part in str(text).split("+") if part.strip()]
+    unknown = [part for part in parts if part not in METHODS + ("rtn",)]
+    if unknown or not parts:
+        raise InputError(f"export: unknown method {text!r}; methods: {', '.join(METHODS)}, rtn, joined with '+' "
+                         "(e.g. rotate+smooth+gptq)")
+    if "rtn" in parts and len(parts) > 1:
+        raise InputError(f"export: method {text!r}: rtn means none of the others and cannot be combined")
+    return tuple(m for m in METHODS if m in parts)
 
 
 @dataclass
@@ -56,6 +84,11 @@ class ExportOptions:
     calib_context: int = 256
     calib_windows: int = 16
     max_positions: int | None = None
+    method: str = DEFAULT_METHOD
+    rotate_seed: int = 0
+    gptq_percdamp: float = 0.01
+    gptq_act_order: bool = True
+    gptq_calib_windows: int = 48        # GPTQ's Hessians want more tokens than the maxima (K up to 1536)
 
     def weight_bits(self, cls: str) -> int:
         if cls == "lm_head":
@@ -71,6 +104,7 @@ class ExportOptions:
                 raise InputError(f"export: unknown weight class {cls!r} in overrides")
             if not 2 <= bits <= 8:
                 raise InputError(f"export: override {cls}={bits} must be in [2, 8]")
+        parse_method(self.method)
 
 
 class _Progress:
@@ -130,8 +164,14 @@ class _GraphBuilder:
         return outputs
 
     def linear(self, name: str, a: str, w: np.ndarray, wbits: int, abits: int, out_bits: int,
-               out_symmetric: bool = False, wide: bool = False) -> str:
-        qw = quantize_weight(w, wbits, name=name)
+               out_symmetric: bool = False, wide: bool = False, hessian: np.ndarray | None = None,
+               opts: "ExportOptions | None" = None) -> str:
+        """A di_matmul node; the weight rounded by GPTQ against ``hessian`` when one is given."""
+        if hessian is None:
+            qw = quantize_weight(w, wbits, name=name)
+        else:
+            qw = gptq_quantize_weight(w, hessian, wbits, percdamp=opts.gptq_percdamp,
+                                      act_order=opts.gptq_act_order, name=name)
         b = self.const(f"{name}.b", qw.q, wbits, False)
         b_zp = self.const(f"{name}.b_zp", qw.zp.astype(np.uint8), wbits, False)
         b_m = self.const(f"{name}.b_m", qw.m.astype(np.uint16), MBITS, False)
@@ -155,6 +195,22 @@ class _GraphBuilder:
         return self.node(name, "di_rmsnorm", {"x": x}, f"{name}.out", {"gamma": g}, attrs)
 
 
+def _layer_hessians(stats, input_div: dict, online_hadamard: bool) -> dict:
+    """The calibration Hessians of one layer's linear inputs after smoothing (inputs divided by
+    D per channel: D⁻¹ H D⁻¹) and, for the down projection with an online Hadamard (inputs
+    t = a Hᵀ), H_had H Hᵀ_had. Empty when the calibration kept none (GPTQ not asked for)."""
+    from ilsim.ops.hadamard import hadamard_transform_float
+
+    out = {}
+    for stat, acc in stats.hessians.items():
+        inv = 1.0 / input_div[stat]
+        hess = acc.hessian * inv[:, None] * inv[None, :]
+        if stat == "down_in" and online_hadamard:
+            hess = hadamard_transform_float(hadamard_transform_float(hess).T).T
+        out[stat] = hess
+    return out
+
+
 def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None = None,
                  tokenizer_json: str | None = None, progress: bool = False, name: str = "") -> Graph:
     """Build the integer graph of ``checkpoint`` at the widths in ``opts``."""
@@ -162,14 +218,20 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
 
     opts = opts or ExportOptions()
     opts.validate()
+    methods = parse_method(opts.method)
+    if "rotate" in methods:
+        checkpoint = rotate_checkpoint(checkpoint, seed=opts.rotate_seed)
+    pairs = opts.smooth_pairs if "smooth" in methods else ()
     cfg = checkpoint.config
     # float64: BLAS kernels differ between CPUs (AVX2 / AVX-512) in their summation order; in
     # float32 that moved calibration maxima by ~1e-7 and flipped weight roundings, so the same
     # checkpoint exported to different graphs on different machines. In float64 the difference is
     # ~1e-16 relative, far below any rounding threshold the export has in practice.
     model = FloatLlama(checkpoint, dtype=np.float64)
-    stats = calibrate(model, calib_ids, opts.calib_context, opts.calib_windows,
-                      progress=_Progress("calibrate", 0, progress))
+    windows = max(opts.calib_windows, opts.gptq_calib_windows) if "gptq" in methods else opts.calib_windows
+    stats = calibrate(model, calib_ids, opts.calib_context, windows,
+                      progress=_Progress("calibrate", 0, progress), hessians="gptq" in methods)
+    del model
     eps_d = dyadic_from_scale(cfg.rms_norm_eps, 32)
     h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     max_positions = opts.max_positions or cfg.max_position_embeddings
@@ -197,13 +259,19 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
              "up": lw.up_proj, "down": lw.down_proj, "attn_norm": lw.input_layernorm,
              "mlp_norm": lw.post_attention_layernorm}
         w = {key: np.array(val, dtype=np.float64) for key, val in w.items()}
-        gate_div = smooth_layer(w, stats[i].absmax, h, hkv, d, opts.smooth_alpha, opts.smooth_pairs)
+        input_div = {}
+        gate_div = smooth_layer(w, stats[i].absmax, h, hkv, d, opts.smooth_alpha, pairs, input_div)
         w["q"] /= math.sqrt(d)
+        if "rotate" in methods:
+            w["down"] = down_weight_for_online_hadamard(w["down"])
+        hess = _layer_hessians(stats[i], input_div, online_hadamard="rotate" in methods)
+        lin = functools.partial(gb.linear, opts=opts)
         p = f"layers.{i}"
         x = gb.rmsnorm(f"{p}.attn_norm", stream, w["attn_norm"], eps_d, opts, a)
-        q = gb.linear(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a)
-        k = gb.linear(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a)
-        v = gb.linear(f"{p}.v_proj", x, w["v"], opts.weight_bits("v"), a, a, out_symmetric=True)
+        q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a, hessian=hess.get("attn_in"))
+        k = lin(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a, hessian=hess.get("attn_in"))
+        v = lin(f"{p}.v_proj", x, w["v"], opts.weight_bits("v"), a, a, out_symmetric=True,
+                hessian=hess.get("attn_in"))
         attn = gb.node(f"{p}.attention", "attention", {"q": q, "k": k, "v": v}, f"{p}.attention.out",
                        {"cos": cos, "sin": sin},
                        {"num_heads": h, "num_kv_heads": hkv, "head_dim": d, "in_bits": a, "v_bits": a,
@@ -211,12 +279,12 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
                         "score_bits": opts.score_bits, "clip_num": opts.clip, "clip_den": 1,
                         "p_bits": opts.p_bits, "p_frac_bits": opts.p_frac_bits, "av_acc_bits": av_acc,
                         "out_bits": a, "exp_order": opts.exp_order})
-        o = gb.linear(f"{p}.o_proj", attn, w["o"], opts.weight_bits("o"), a, res)
+        o = lin(f"{p}.o_proj", attn, w["o"], opts.weight_bits("o"), a, res, hessian=hess.get("o_in"))
         stream = gb.node(f"{p}.attn_residual", "residual_add", {"a": stream, "b": o}, f"h.{i}.attn",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         x = gb.rmsnorm(f"{p}.mlp_norm", stream, w["mlp_norm"], eps_d, opts, a)
-        gate = gb.linear(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a)
-        up = gb.linear(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a)
+        gate = lin(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a, hessian=hess.get("mlp_in"))
+        up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a, hessian=hess.get("mlp_in"))
         div = [dyadic_from_scale(float(s)) for s in gate_div]
         act = gb.node(f"{p}.swiglu", "di_swiglu", {"gate": gate, "up": up}, f"{p}.swiglu.out",
                       {"gate_div_m": gb.const(f"{p}.swiglu.gate_div_m",
@@ -225,7 +293,10 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
                                               np.array([v.k for v in div], dtype=np.uint8), 6, False)},
                       {"in_bits": a, "sig_frac_bits": opts.sig_frac_bits, "out_bits": a, "order": opts.exp_order,
                        "sig_shift": opts.sig_shift if opts.sig_shift is not None else max(0, 15 - a)})
-        down = gb.linear(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res)
+        if "rotate" in methods:
+            act = gb.node(f"{p}.down_hadamard", "di_hadamard", {"x": act}, f"{p}.down_hadamard.out",
+                          attrs={"size": w["down"].shape[1], "in_bits": a, "out_bits": a})
+        down = lin(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res, hessian=hess.get("down_in"))
         stream = gb.node(f"{p}.mlp_residual", "residual_add", {"a": stream, "b": down}, f"h.{i}.mlp",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         bar(i + 1)

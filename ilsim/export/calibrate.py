@@ -1,7 +1,9 @@
 """Calibration: per-channel activation maxima of every smoothing pair, from float forwards.
 
 The float reference model runs on calibration windows; a hook keeps, for each layer, the
-running max |x| per channel at the points the smoothing pairs need. Offline only.
+running max |x| per channel at the points the smoothing pairs need, and (``hessians=True``, for
+GPTQ) the input Hessian 2/n sum x xᵀ of each group of linear layers that share an input:
+attn_in (q, k, v), o_in (o), mlp_in (gate, up), down_in (down). Offline only.
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ _POINTS = {
 }
 
 
+#: Statistics whose Hessian GPTQ needs: the inputs of the layer's linear layers.
+HESSIAN_STATS = ("attn_in", "o_in", "mlp_in", "down_in")
+
+
 @dataclass
 class LayerStats:
-    """Per-channel max |activation| of one layer; head-shaped points are [heads, head_dim]."""
+    """Per-channel max |activation| of one layer; head-shaped points are [heads, head_dim].
+    ``hessians`` maps a HESSIAN_STATS name to its HessianAccumulator when they were asked for."""
 
     absmax: dict = field(default_factory=dict)
+    hessians: dict = field(default_factory=dict)
 
     def update(self, stat: str, value: np.ndarray) -> None:
         v = np.abs(np.asarray(value, dtype=np.float64))
@@ -41,9 +49,11 @@ class LayerStats:
 
 
 def calibrate(model, token_ids: np.ndarray, context: int, max_windows: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[LayerStats]:
+              progress: Callable[[int, int], None] | None = None, hessians: bool = False) -> list[LayerStats]:
     """Run ``model`` (a FloatLlama) on consecutive windows of ``context`` tokens and return one
-    LayerStats per layer. Needs at least one full window."""
+    LayerStats per layer (with input Hessians when ``hessians``). Needs at least one full window."""
+    from ilsim.export.gptq import HessianAccumulator
+
     ids = np.asarray(token_ids, dtype=np.int64)
     windows = ids.size // context
     if windows < 1:
@@ -58,7 +68,12 @@ def calibrate(model, token_ids: np.ndarray, context: int, max_windows: int | Non
         _, _, index, point = name.split(".", 3)
         stat = _POINTS.get(point)
         if stat is not None:
-            layers[int(index)].update(stat, value)
+            layer = layers[int(index)]
+            layer.update(stat, value)
+            if hessians and stat in HESSIAN_STATS:
+                if stat not in layer.hessians:
+                    layer.hessians[stat] = HessianAccumulator(value.shape[-1], f"layer {index} {stat} Hessian")
+                layer.hessians[stat].add(value)
 
     for w in range(windows):
         model.forward(ids[w * context:(w + 1) * context], hook=hook)

@@ -38,8 +38,12 @@ def _balance(a_absmax: np.ndarray, b_absmax: np.ndarray, lo: float = 1e-5, hi: f
 
 
 def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_dim: int,
-                 alpha: float = 0.5, pairs=FSBR_PAIRS) -> np.ndarray:
+                 alpha: float = 0.5, pairs=FSBR_PAIRS, input_div: dict | None = None) -> np.ndarray:
     """Apply the closed-form FSBR factors of one layer in place; return the gate divisor [I].
+
+    ``input_div``, when given, receives per input channel the factor each linear layer's input
+    is divided by (attn_in: q/k/v, o_in: o, mlp_in: gate/up, down_in: down; ones where no pair
+    applies), so that a calibration Hessian H of the unsmoothed input becomes D⁻¹ H D⁻¹.
 
     ``w`` holds float64 arrays: q, k, v, o, gate, up, down ([out, in]) and the norm gains
     attn_norm, mlp_norm; ``stats`` the calibration maxima of the *unsmoothed* model (see
@@ -60,6 +64,8 @@ def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_d
     half = head_dim // 2
     a = dict(stats)  # maxima, updated as factors move ranges
     gate_div = np.ones(w["gate"].shape[0])
+    div = {"attn_in": np.ones(w["q"].shape[1]), "o_in": np.ones(w["o"].shape[1]),
+           "mlp_in": np.ones(w["gate"].shape[1]), "down_in": np.ones(w["down"].shape[1])}
     if "qk" in pairs:
         q_abs = a["q"].reshape(num_kv_heads, group, head_dim).max(axis=1)      # [Hkv, d]
         k_abs = a["k"].reshape(num_kv_heads, head_dim)
@@ -71,6 +77,7 @@ def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_d
     if "norm_qkv" in pairs:
         s = smoothing_factors(a["attn_in"], [w["q"], w["k"], w["v"]], alpha)
         w["attn_norm"] /= s
+        div["attn_in"] = div["attn_in"] * s
         for name in ("q", "k", "v"):
             w[name] *= s
     if "v_o" in pairs:
@@ -78,10 +85,13 @@ def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_d
         wo_abs = np.abs(w["o"]).max(axis=0).reshape(num_kv_heads, group, head_dim).max(axis=1)
         s = np.clip(np.maximum(o_abs, 1e-8) ** alpha / np.maximum(wo_abs, 1e-8) ** (1 - alpha), 1e-5, 1e5)
         w["v"] /= s.reshape(-1, 1)
-        w["o"] *= np.repeat(s[:, None, :], group, axis=1).reshape(1, -1)
+        per_o_column = np.repeat(s[:, None, :], group, axis=1).reshape(-1)
+        w["o"] *= per_o_column.reshape(1, -1)
+        div["o_in"] = div["o_in"] * per_o_column
     if "norm_gate_up" in pairs:
         s = smoothing_factors(a["mlp_in"], [w["gate"], w["up"]], alpha)
         w["mlp_norm"] /= s
+        div["mlp_in"] = div["mlp_in"] * s
         w["gate"] *= s
         w["up"] *= s
     if "gate_up" in pairs:
@@ -93,4 +103,7 @@ def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_d
         s = smoothing_factors(a["down_in"], [w["down"]], alpha)
         w["up"] /= s[:, None]
         w["down"] *= s
+        div["down_in"] = div["down_in"] * s
+    if input_div is not None:
+        input_div.update(div)
     return gate_div
