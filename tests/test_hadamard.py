@@ -22,6 +22,7 @@ from ilsim.ops.hadamard import (MAX_BASE, base_orders, di_hadamard, di_hadamard_
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_hadamard import di_hadamard_cases
 from ilsim.testing.parity import assert_same, outcome
+from ilsim.testing.bounds import dequantize, requantization_bound
 
 DIRECTED = ("floor", "trunc")
 #: Every supported size up to 4096.
@@ -30,9 +31,6 @@ SIZES_TO_4096 = sorted(b << p for b in base_orders() for p in range(13) if b << 
 FULL_GRAM = sorted({n for n in SIZES_TO_4096 if n <= 1024} | {1536, 2304, 3072})
 
 
-def dequantize(out) -> np.ndarray:
-    step = out.m.astype(np.float64) / np.exp2(out.k.astype(np.float64))
-    return (out.q.astype(np.float64) - out.zp[..., None]) * step[..., None]
 
 
 # --- the matrix ----------------------------------------------------------------------------------
@@ -271,9 +269,7 @@ def test_output_is_within_the_stated_bound_of_the_float_transform(case):
     except (WidthError, ZeroRangeError):
         return
     ref = di_hadamard_float(**case)
-    levels = (1 << (case["out_bits"] - 1)) - 1 if case["out_symmetric"] else (1 << case["out_bits"]) - 1
-    step = out.m / np.exp2(out.k.astype(np.float64))
-    bound = step * (1 + (levels + 1) * 2.0 ** (1 - case["mbits"]))
+    bound = requantization_bound(out, case["out_bits"], case["out_symmetric"], case["mbits"])
     err = np.abs(dequantize(out) - ref)
     ok = err <= bound[..., None] + 1e-9 * (np.abs(ref) + 1)
     assert np.all(ok[out.k < 63])

@@ -18,13 +18,11 @@ from ilsim.ops.norm import (DEFAULT_EPS_K, DEFAULT_EPS_M, di_layernorm, di_layer
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_norm import TIE_ROWS, di_layernorm_cases, di_rmsnorm_cases
 from ilsim.testing.parity import assert_same, outcome
+from ilsim.testing.bounds import dequantize, requantization_bound
 
 DIRECTED = ("floor", "trunc")
 
 
-def dequantize(out) -> np.ndarray:
-    step = out.m.astype(np.float64) / np.exp2(out.k.astype(np.float64))
-    return (out.q.astype(np.float64) - out.zp[..., None]) * step[..., None]
 
 
 def residual_rows(rng, rows, d, bits=16):
@@ -184,9 +182,7 @@ def norm_error_bound(case, out, ref, layer: bool):
     with np.errstate(divide="ignore", invalid="ignore"):
         root_term = np.abs(ref2 - beta) * ((1 + 1.5 / a) / (a - 1 - 1.5 / a))[:, None]
     y_term = 2.0 ** -(case["out_frac_bits"] + case["gamma_k"]) * (1 if case["rounding"] in DIRECTED else 0.5)
-    levels = (1 << (case["out_bits"] - 1)) - 1 if case["out_symmetric"] else (1 << case["out_bits"]) - 1
-    step = (out.m.astype(np.float64) / np.exp2(out.k.astype(np.float64))).reshape(-1)
-    quant_term = step * (1 + (levels + 1) * 2.0 ** (1 - case["mbits"]))
+    quant_term = requantization_bound(out, case["out_bits"], case["out_symmetric"], case["mbits"]).reshape(-1)
     bound = root_term + y_term + quant_term[:, None]
     checked = (scale > 0) & (a > 4) & (out.k.reshape(-1) < 63)
     return bound, checked

@@ -12,13 +12,11 @@ from ilsim.ops.registry import get_op
 from ilsim.ops.residual import residual_add, residual_add_float, residual_add_reference
 from ilsim.testing.cases_norm import residual_add_cases
 from ilsim.testing.parity import assert_same, outcome
+from ilsim.testing.bounds import dequantize, requantization_bound
 
 DIRECTED = ("floor", "trunc")
 
 
-def dequantize(out) -> np.ndarray:
-    step = out.m.astype(np.float64) / np.exp2(out.k.astype(np.float64))
-    return (out.q.astype(np.float64) - out.zp[..., None]) * step[..., None]
 
 
 # --- bit exactness -----------------------------------------------------------------------------
@@ -110,9 +108,7 @@ def test_sum_is_within_the_stated_bound_of_the_float_sum(case):
     b_k = np.broadcast_to(case["b_k"], out.m.shape)
     kref = np.minimum(a_k, b_k).astype(np.float64)
     align = np.exp2(-kref) * (1 if case["rounding"] in DIRECTED else 0.5)
-    levels = (1 << (case["out_bits"] - 1)) - 1
-    step = out.m / np.exp2(out.k.astype(np.float64))
-    bound = align + step * (1 + (levels + 1) * 2.0 ** (1 - case["mbits"]))
+    bound = align + requantization_bound(out, case["out_bits"], True, case["mbits"])
     err = np.abs(dequantize(out) - ref)
     ok = err <= bound[..., None] + 1e-9 * (np.abs(ref) + 1)
     assert np.all(ok[out.k < 63])

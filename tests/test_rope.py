@@ -15,11 +15,9 @@ from ilsim.ops.rope import (di_rope, di_rope_float, di_rope_reference, rope_floa
                             rope_tables_direct)
 from ilsim.testing.cases_norm import di_rope_cases
 from ilsim.testing.parity import assert_same, outcome
+from ilsim.testing.bounds import dequantize, requantization_bound
 
 
-def dequantize(out) -> np.ndarray:
-    step = out.m.astype(np.float64) / np.exp2(out.k.astype(np.float64))
-    return (out.q.astype(np.float64) - out.zp[..., None]) * step[..., None]
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -131,9 +129,7 @@ def test_rope_is_within_the_stated_bound_of_float_rope(case):
     except (WidthError, ZeroRangeError):
         return
     ref = di_rope_float(**case)
-    levels = (1 << (case["out_bits"] - 1)) - 1 if case["out_symmetric"] else (1 << case["out_bits"]) - 1
-    step = out.m / np.exp2(out.k.astype(np.float64))
-    bound = step * (1 + (levels + 1) * 2.0 ** (1 - case["mbits"]))
+    bound = requantization_bound(out, case["out_bits"], case["out_symmetric"], case["mbits"])
     err = np.abs(dequantize(out) - ref)
     ok = err <= bound[..., None] + 1e-9 * (np.abs(ref) + 1)
     assert np.all(ok[out.k < 63])
