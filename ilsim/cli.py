@@ -74,9 +74,10 @@ def _export_options(args):
 
 def cmd_export(args) -> int:
     from ilsim.export.run import export_checkpoint
-    from ilsim.graph.format import save_graph
+    from ilsim.graph.format import check_destination, save_graph
     from ilsim.model import resolve_checkpoint_source
 
+    check_destination(args.out)                     # before the export, not after it
     start = time.perf_counter()
     graph = export_checkpoint(resolve_checkpoint_source(args.src), _export_options(args), calib=args.calib,
                               progress=not args.json)
@@ -135,6 +136,7 @@ def _method_kw(args) -> dict:
 def cmd_generate(args) -> int:
     from ilsim.model import graph_quant_label, load_float_model, load_integer_model
 
+    _check_counts(args)
     start = time.perf_counter()
     if args.float:
         model, tok = load_float_model(args.model)
@@ -177,6 +179,14 @@ def _write_trace(traced: dict, path: str) -> None:
             for field, array in zip(value._fields, value):
                 arrays[f"{node}/{i}/{field}"] = np.asarray(array)
     np.savez(path, **arrays)
+
+
+def _check_counts(args) -> None:
+    """--max-new-tokens and --prompt as given: a count >= 0 and a prompt with a visible character."""
+    if args.max_new_tokens < 0:
+        raise IlsimError(f"--max-new-tokens {args.max_new_tokens}: must be >= 0")
+    if not args.prompt.strip():
+        raise IlsimError("--prompt is empty: give the text to continue")
 
 
 def _check_prompt(ids, max_new_tokens: int, context: int) -> None:
@@ -263,6 +273,7 @@ def cmd_fetch(args) -> int:
 def cmd_audit(args) -> int:
     from ilsim.model import load_integer_model
 
+    _check_counts(args)
     wbits, abits = _widths(args, args.model)
     lm = load_integer_model(args.model, wbits=wbits, abits=abits, progress=not args.json, **_method_kw(args))
     lm.interpreter.audit = True

@@ -193,3 +193,16 @@ def test_ppl_on_a_text_shorter_than_the_window_uses_the_text_length_and_says_so(
     assert "using one window of 20 tokens" in capsys.readouterr().err
     assert "--context 500" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--context", "500")
     assert "--max-tokens -300" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--max-tokens", "-300")
+
+
+def test_counts_prompts_and_destinations_are_checked_before_any_work(workspace, graph_path, tmp_path, capsys):
+    assert "--max-new-tokens -5" in fails(capsys, "generate", str(graph_path), "--prompt", "TO", "--max-new-tokens", "-5")
+    assert "--max-new-tokens -5" in fails(capsys, "generate", str(workspace / "tiny-llama"), "--float", "--prompt", "TO",
+                                          "--max-new-tokens", "-5")
+    assert "--max-new-tokens -1" in fails(capsys, "audit", str(graph_path), "--max-new-tokens", "-1")
+    assert "--prompt is empty" in fails(capsys, "generate", str(graph_path), "--prompt", "  ")
+    src = str(workspace / "tiny-llama")
+    assert "is a directory" in fails(capsys, "export", src, str(tmp_path))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert "is a file, not a directory" in fails(capsys, "export", src, str(blocker / "sub" / "g.ilsim"))

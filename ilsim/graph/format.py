@@ -112,6 +112,24 @@ def graph_to_json(graph: Graph) -> str:
     return json.dumps(doc, indent=1, sort_keys=True)
 
 
+def check_destination(path) -> Path:
+    """InputError unless a graph file can be written at ``path``: not an existing directory, and
+    every existing ancestor a directory (so a long export is never run into an unwritable place)."""
+    from ilsim.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the graph file's path (e.g. {path / 'model.ilsim'})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{path}: cannot be written, {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK):
+                raise InputError(f"{path}: cannot be written, no permission to write in {parent}")
+            break
+    return path
+
+
 def save_graph(graph: Graph, path) -> Path:
     """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
     rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact.
@@ -120,7 +138,7 @@ def save_graph(graph: Graph, path) -> Path:
     from ilsim.hf.safetensors_file import write_safetensors
 
     validate_graph(graph)
-    path = Path(path)
+    path = check_destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"ilsim.format": FORMAT_NAME, "ilsim.graph": graph_to_json(graph)}
     if graph.tokenizer_json is not None:
