@@ -11,11 +11,16 @@ the model has a chat template) the greedy continuation of the fake-quant and int
 compared with the float model's: the number of leading tokens equal to the float continuation.
 
 Results are a JSON document (``EvalReport.to_dict``), a markdown table and a plot (matplotlib).
+Each cell (the float run; each configuration's export; each engine of each configuration) is
+cached in the work folder under a key of everything it depends on (the model file's identity,
+the texts' token ids, the prompts, the options, the ilsim version), written as soon as it is
+done: a killed run resumes where it stopped, and a rerun with the same inputs computes nothing.
 Offline measurement code: floats are fine here; the integer run itself is integer-only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -243,6 +248,52 @@ def export_in_child(source: str, wbits: int, abits: int, calib: str | None, out:
     return result
 
 
+class CellCache:
+    """JSON results of finished cells in ``folder``, each under the sha256 of its inputs."""
+
+    def __init__(self, folder: Path, common: dict):
+        from ilsim import SPEC_VERSION, __version__
+
+        self.folder = folder
+        self.common = dict(common, ilsim=__version__, spec=SPEC_VERSION, code=_code_digest())
+
+    def path(self, cell: dict) -> Path:
+        key = json.dumps(dict(self.common, **cell), sort_keys=True, default=str)
+        return self.folder / f"cell-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+
+    def get(self, cell: dict):
+        path = self.path(cell)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None            # absent or damaged (a killed write): computed again
+
+    def put(self, cell: dict, value: dict) -> None:
+        _write_text_atomic(self.path(cell), json.dumps(value, sort_keys=True))
+
+
+def _code_digest() -> str:
+    """sha256 of ilsim's own Python sources: any edit of the code invalidates every cached cell."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _source_identity(source) -> dict:
+    """What identifies a checkpoint's bytes cheaply: each file's name, size and modification time."""
+    path = Path(source)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    return {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in files}
+
+
+def _run_from_dict(d: dict) -> RunResult:
+    return RunResult(d["engine"], [TextResult(**t) for t in d["texts"]], d["agreement"], d["continuations"],
+                     d["seconds"])
+
+
 def _greedy(engine: str, model, prompts: list[Prompt], new_tokens: int) -> list[list[int]]:
     from ilsim.float_model import generate
 
@@ -295,14 +346,22 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     work = Path(work_dir) if work_dir else cache_dir() / "eval" / Path(str(ckpt.directory)).stem
     work.mkdir(parents=True, exist_ok=True)
 
+    digest = hashlib.sha256(json.dumps({p: ids.tolist() for p, ids in text_ids.items()}).encode()).hexdigest()
+    cache = CellCache(work, {"source": _source_identity(source), "texts": digest, "context": context,
+                             "prompts": [p.ids for p in prompts], "new_tokens": new_tokens})
     steps = 1 + len(configs) * (1 + len(engines))
     bar = tqdm(total=steps, desc="eval", disable=not progress, file=sys.stderr)
     start = time.perf_counter()
-    float_model = FloatLlama(ckpt)
-    float_run = RunResult("float", measure_texts(float_model, text_ids, context, note))
-    float_run.continuations = _greedy("float", float_model, prompts, new_tokens)
-    float_run.seconds = time.perf_counter() - start
-    del float_model
+    cached = cache.get({"cell": "float"})
+    if cached is not None:
+        float_run = _run_from_dict(cached)
+    else:
+        float_model = FloatLlama(ckpt)
+        float_run = RunResult("float", measure_texts(float_model, text_ids, context, note))
+        float_run.continuations = _greedy("float", float_model, prompts, new_tokens)
+        float_run.seconds = time.perf_counter() - start
+        del float_model
+        cache.put({"cell": "float"}, asdict(float_run))
     bar.update(1)
 
     results = []
@@ -310,12 +369,23 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
         name = config_name(wbits, abits)
         bar.set_postfix_str(f"export {name}")
         graph_path = work / f"{(method or DEFAULT_METHOD).replace('+', '-')}-{name.lower()}.ilsim"
-        exported = export_in_child(str(source), wbits, abits, calib, graph_path, method)
+        export_cell = {"cell": "export", "config": name, "method": method or DEFAULT_METHOD, "calib": calib}
+        exported = cache.get(export_cell)
+        if exported is None or not graph_path.is_file() or graph_path.stat().st_size != exported["bytes"]:
+            exported = export_in_child(str(source), wbits, abits, calib, graph_path, method)
+            cache.put(export_cell, exported)
         bar.update(1)
-        graph = load_graph(graph_path)
+        graph = None
         runs = {}
         for engine in engines:
             bar.set_postfix_str(f"{engine} {name}")
+            cell = dict(export_cell, cell=engine, graph_bytes=exported["bytes"])
+            cached = cache.get(cell)
+            if cached is not None:
+                runs[engine] = _run_from_dict(cached)
+                bar.update(1)
+                continue
+            graph = graph or load_graph(graph_path)
             t0 = time.perf_counter()
             model = IntegerLM(graph) if engine == "integer" else FakeQuantLM(graph)
             run = RunResult(engine, measure_texts(model, text_ids, context, note))
@@ -323,6 +393,7 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
             run.agreement = [leading_agreement(f, o) for f, o in zip(float_run.continuations, run.continuations)]
             run.seconds = time.perf_counter() - t0
             runs[engine] = run
+            cache.put(cell, asdict(run))
             del model
             bar.update(1)
         results.append(ConfigResult(name, wbits, abits, exported["seconds"], exported["peak_mb"], exported["bytes"],

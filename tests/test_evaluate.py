@@ -88,3 +88,21 @@ def test_parse_configs_and_agreement():
 
 def test_render_chat_uses_the_model_template():
     assert render_chat(TEMPLATE, "hi", {}) == "<USER>HI<ASSISTANT>"
+
+
+def test_a_rerun_with_the_same_inputs_reuses_every_cell(checkpoint, tmp_path, monkeypatch):
+    from ilsim import evaluate as ev
+
+    kw = dict(context=64, max_tokens=128, new_tokens=3, calib=str(checkpoint / "calib.txt"),
+              work_dir=tmp_path / "work", progress=False)
+    first = ev.evaluate(str(checkpoint / "tiny-chat"), [(8, 8)], [str(checkpoint / "a.txt")], **kw)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the export was run again")
+
+    monkeypatch.setattr(ev, "export_in_child", no_export)
+    monkeypatch.setattr(ev, "measure_texts", no_export)
+    again = ev.evaluate(str(checkpoint / "tiny-chat"), [(8, 8)], [str(checkpoint / "a.txt")], **kw)
+    assert again.configs == first.configs and again.float_run == first.float_run
+    with pytest.raises(AssertionError, match="run again"):     # other inputs: computed, not reused
+        ev.evaluate(str(checkpoint / "tiny-chat"), [(8, 8)], [str(checkpoint / "a.txt")], **dict(kw, context=32))
