@@ -15,6 +15,10 @@ Methods (``ExportOptions.method``, '+'-joined, applied in this order whatever th
     rotate   residual-stream and value/output rotations folded offline, online di_hadamard on the
              down projection's input
     smooth   closed-form FSBR smoothing of the pairs in ``smooth_pairs`` (alpha ``smooth_alpha``)
+    fsbr     learned FSBR (export/fsbr.py, needs torch: pip install 'ilsim[calibrate]'): the smoothing
+             factors of those pairs and the per-channel weight clipping learned block by block from
+             the closed-form start (so smooth+fsbr is fsbr); with gptq, GPTQ chooses its own grid
+             and only the learned factors are kept
     gptq     GPTQ weight rounding (export/gptq.py) instead of round-to-nearest
     rtn      none of these: round-to-nearest with the clipping search
 """
@@ -42,7 +46,7 @@ from ilsim.ops.rope import rope_tables
 
 MBITS = DEFAULT_MBITS
 #: The export methods, in the order they apply (module docstring).
-METHODS = ("rotate", "smooth", "gptq")
+METHODS = ("rotate", "smooth", "fsbr", "gptq")
 DEFAULT_METHOD = "smooth"
 
 
@@ -89,6 +93,14 @@ class ExportOptions:
     gptq_percdamp: float = 0.01
     gptq_act_order: bool = True
     gptq_calib_windows: int = 48        # GPTQ's Hessians want more tokens than the maxima (K up to 1536)
+    fsbr_epochs: int = 2                # learned FSBR (export/fsbr.py): passes over the learning windows
+    fsbr_lr_smooth: float = 5e-3        # AdamW learning rate of the log smoothing factors (the paper's)
+    fsbr_lr_clip: float = 1e-2          # AdamW learning rate of the clip-ratio logits (the paper's)
+    fsbr_weight_decay: float = 0.0
+    fsbr_calib_windows: int = 16        # windows of calib_context tokens the blocks learn on
+    fsbr_batch: int = 2                 # windows per AdamW step
+    fsbr_dtype: str = "float64"         # torch arithmetic: float64 (reproducible) or float32 (faster)
+    fsbr_threads: int = 1               # torch threads while learning (the result may depend on it)
 
     def weight_bits(self, cls: str) -> int:
         if cls == "lm_head":
@@ -104,7 +116,19 @@ class ExportOptions:
                 raise InputError(f"export: unknown weight class {cls!r} in overrides")
             if not 2 <= bits <= 8:
                 raise InputError(f"export: override {cls}={bits} must be in [2, 8]")
-        parse_method(self.method)
+        methods = parse_method(self.method)
+        if self.fsbr_epochs < 0 or min(self.fsbr_calib_windows, self.fsbr_batch, self.fsbr_threads) < 1:
+            raise InputError(f"export: fsbr_epochs must be >= 0 and fsbr_calib_windows, fsbr_batch, fsbr_threads "
+                             f">= 1, got {self.fsbr_epochs}, {self.fsbr_calib_windows}, {self.fsbr_batch}, "
+                             f"{self.fsbr_threads}")
+        if not (self.fsbr_lr_smooth > 0 and self.fsbr_lr_clip > 0 and self.fsbr_weight_decay >= 0):
+            raise InputError("export: fsbr learning rates must be > 0 and fsbr_weight_decay >= 0")
+        if self.fsbr_dtype not in ("float32", "float64"):
+            raise InputError(f"export: fsbr_dtype must be float32 or float64, got {self.fsbr_dtype!r}")
+        if "fsbr" in methods:
+            from ilsim.export.fsbr import require_torch
+
+            require_torch("fsbr")
 
 
 class _Progress:
@@ -165,10 +189,13 @@ class _GraphBuilder:
 
     def linear(self, name: str, a: str, w: np.ndarray, wbits: int, abits: int, out_bits: int,
                out_symmetric: bool = False, wide: bool = False, hessian: np.ndarray | None = None,
-               opts: "ExportOptions | None" = None) -> str:
-        """A di_matmul node; the weight rounded by GPTQ against ``hessian`` when one is given."""
+               opts: "ExportOptions | None" = None, clip: np.ndarray | None = None) -> str:
+        """A di_matmul node; the weight rounded by GPTQ against ``hessian`` when one is given, else
+        round-to-nearest on the grid of the per-row clip ratios ``clip`` (learned FSBR: the
+        one-entry grid, a ratio per row, which quantize_rows broadcasts) or the clipping search's."""
         if hessian is None:
-            qw = quantize_weight(w, wbits, name=name)
+            grid = {} if clip is None else {"clip_grid": (np.asarray(clip, dtype=np.float64),)}
+            qw = quantize_weight(w, wbits, name=name, **grid)
         else:
             qw = gptq_quantize_weight(w, hessian, wbits, percdamp=opts.gptq_percdamp,
                                       act_order=opts.gptq_act_order, name=name)
@@ -221,7 +248,7 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     methods = parse_method(opts.method)
     if "rotate" in methods:
         checkpoint = rotate_checkpoint(checkpoint, seed=opts.rotate_seed)
-    pairs = opts.smooth_pairs if "smooth" in methods else ()
+    pairs = opts.smooth_pairs if "smooth" in methods or "fsbr" in methods else ()
     cfg = checkpoint.config
     # float64: BLAS kernels differ between CPUs (AVX2 / AVX-512) in their summation order; in
     # float32 that moved calibration maxima by ~1e-7 and flipped weight roundings, so the same
@@ -232,6 +259,12 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     stats = calibrate(model, calib_ids, opts.calib_context, windows,
                       progress=_Progress("calibrate", 0, progress), hessians="gptq" in methods)
     del model
+    learned = None
+    if "fsbr" in methods:
+        from ilsim.export.fsbr import learn_fsbr
+
+        learned = learn_fsbr(checkpoint, calib_ids, opts, progress=_Progress("fsbr", cfg.num_hidden_layers, progress),
+                             stats=stats)
     eps_d = dyadic_from_scale(cfg.rms_norm_eps, 32)
     h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     max_positions = opts.max_positions or cfg.max_position_embeddings
@@ -260,7 +293,9 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
              "mlp_norm": lw.post_attention_layernorm}
         w = {key: np.array(val, dtype=np.float64) for key, val in w.items()}
         input_div = {}
-        gate_div = smooth_layer(w, stats[i].absmax, h, hkv, d, opts.smooth_alpha, pairs, input_div)
+        gate_div = smooth_layer(w, stats[i].absmax, h, hkv, d, opts.smooth_alpha, pairs, input_div,
+                                factors=learned[i].smooth if learned else None)
+        clip = learned[i].clip if learned else {}
         w["q"] /= math.sqrt(d)
         if "rotate" in methods:
             w["down"] = down_weight_for_online_hadamard(w["down"])
@@ -268,10 +303,12 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         lin = functools.partial(gb.linear, opts=opts)
         p = f"layers.{i}"
         x = gb.rmsnorm(f"{p}.attn_norm", stream, w["attn_norm"], eps_d, opts, a)
-        q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a, hessian=hess.get("attn_in"))
-        k = lin(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a, hessian=hess.get("attn_in"))
+        q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a, hessian=hess.get("attn_in"),
+                clip=clip.get("q"))
+        k = lin(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a, hessian=hess.get("attn_in"),
+                clip=clip.get("k"))
         v = lin(f"{p}.v_proj", x, w["v"], opts.weight_bits("v"), a, a, out_symmetric=True,
-                hessian=hess.get("attn_in"))
+                hessian=hess.get("attn_in"), clip=clip.get("v"))
         attn = gb.node(f"{p}.attention", "attention", {"q": q, "k": k, "v": v}, f"{p}.attention.out",
                        {"cos": cos, "sin": sin},
                        {"num_heads": h, "num_kv_heads": hkv, "head_dim": d, "in_bits": a, "v_bits": a,
@@ -279,12 +316,15 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
                         "score_bits": opts.score_bits, "clip_num": opts.clip, "clip_den": 1,
                         "p_bits": opts.p_bits, "p_frac_bits": opts.p_frac_bits, "av_acc_bits": av_acc,
                         "out_bits": a, "exp_order": opts.exp_order})
-        o = lin(f"{p}.o_proj", attn, w["o"], opts.weight_bits("o"), a, res, hessian=hess.get("o_in"))
+        o = lin(f"{p}.o_proj", attn, w["o"], opts.weight_bits("o"), a, res, hessian=hess.get("o_in"),
+                clip=clip.get("o"))
         stream = gb.node(f"{p}.attn_residual", "residual_add", {"a": stream, "b": o}, f"h.{i}.attn",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         x = gb.rmsnorm(f"{p}.mlp_norm", stream, w["mlp_norm"], eps_d, opts, a)
-        gate = lin(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a, hessian=hess.get("mlp_in"))
-        up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a, hessian=hess.get("mlp_in"))
+        gate = lin(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a, hessian=hess.get("mlp_in"),
+                   clip=clip.get("gate"))
+        up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a, hessian=hess.get("mlp_in"),
+                 clip=clip.get("up"))
         div = [dyadic_from_scale(float(s)) for s in gate_div]
         act = gb.node(f"{p}.swiglu", "di_swiglu", {"gate": gate, "up": up}, f"{p}.swiglu.out",
                       {"gate_div_m": gb.const(f"{p}.swiglu.gate_div_m",
@@ -296,7 +336,8 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         if "rotate" in methods:
             act = gb.node(f"{p}.down_hadamard", "di_hadamard", {"x": act}, f"{p}.down_hadamard.out",
                           attrs={"size": w["down"].shape[1], "in_bits": a, "out_bits": a})
-        down = lin(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res, hessian=hess.get("down_in"))
+        down = lin(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res, hessian=hess.get("down_in"),
+                   clip=clip.get("down"))
         stream = gb.node(f"{p}.mlp_residual", "residual_add", {"a": stream, "b": down}, f"h.{i}.mlp",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         bar(i + 1)

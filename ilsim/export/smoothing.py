@@ -38,8 +38,15 @@ def _balance(a_absmax: np.ndarray, b_absmax: np.ndarray, lo: float = 1e-5, hi: f
 
 
 def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_dim: int,
-                 alpha: float = 0.5, pairs=FSBR_PAIRS, input_div: dict | None = None) -> np.ndarray:
-    """Apply the closed-form FSBR factors of one layer in place; return the gate divisor [I].
+                 alpha: float = 0.5, pairs=FSBR_PAIRS, input_div: dict | None = None,
+                 factors: dict | None = None, factors_out: dict | None = None) -> np.ndarray:
+    """Apply the FSBR factors of one layer in place; return the gate divisor [I].
+
+    The factors are the closed-form ones below, except for a pair whose factor ``factors`` gives
+    (learned FSBR, export/fsbr.py), in the shape ``factors_out`` receives: qk [Hkv, d] (equal on
+    each RoPE pair (i, i + d/2)), norm_qkv [hidden], v_o [Hkv, d], norm_gate_up [hidden],
+    gate_up [I], up_down [I]. ``factors_out``, when given, receives the factor each applied pair
+    used (so the closed-form ones, when none are given, initialise learned FSBR).
 
     ``input_div``, when given, receives per input channel the factor each linear layer's input
     is divided by (attn_in: q/k/v, o_in: o, mlp_in: gate/up, down_in: down; ones where no pair
@@ -63,47 +70,72 @@ def smooth_layer(w: dict, stats: dict, num_heads: int, num_kv_heads: int, head_d
     group = num_heads // num_kv_heads
     half = head_dim // 2
     a = dict(stats)  # maxima, updated as factors move ranges
+    given = factors or {}
+    used = {}
+
+    def chosen(pair: str, closed_form, shape) -> np.ndarray:
+        """The given factor of ``pair`` (checked against ``shape``) or the closed-form one."""
+        if pair in given:
+            s = np.asarray(given[pair], dtype=np.float64)
+            if s.shape != tuple(shape) or not np.all(np.isfinite(s)) or not np.all(s > 0):
+                raise InputError(f"smoothing: the given {pair} factor must be finite, positive and of shape "
+                                 f"{tuple(shape)}, got shape {s.shape}")
+        else:
+            s = closed_form()
+        used[pair] = s
+        return s
+
     gate_div = np.ones(w["gate"].shape[0])
     div = {"attn_in": np.ones(w["q"].shape[1]), "o_in": np.ones(w["o"].shape[1]),
            "mlp_in": np.ones(w["gate"].shape[1]), "down_in": np.ones(w["down"].shape[1])}
     if "qk" in pairs:
-        q_abs = a["q"].reshape(num_kv_heads, group, head_dim).max(axis=1)      # [Hkv, d]
-        k_abs = a["k"].reshape(num_kv_heads, head_dim)
-        s = _balance(q_abs, k_abs)
-        s = np.maximum(s[:, :half], s[:, half:])
-        s = np.concatenate([s, s], axis=1)                                     # RoPE pairs share s
+        def closed_form():
+            q_abs = a["q"].reshape(num_kv_heads, group, head_dim).max(axis=1)  # [Hkv, d]
+            k_abs = a["k"].reshape(num_kv_heads, head_dim)
+            s = _balance(q_abs, k_abs)
+            s = np.maximum(s[:, :half], s[:, half:])
+            return np.concatenate([s, s], axis=1)                              # RoPE pairs share s
+        s = chosen("qk", closed_form, (num_kv_heads, head_dim))
+        if not np.array_equal(s[:, :half], s[:, half:]):
+            raise InputError("smoothing: the given qk factor differs within a RoPE pair (i, i + d/2)")
         w["q"] *= np.repeat(s, group, axis=0).reshape(-1, 1)
         w["k"] /= s.reshape(-1, 1)
     if "norm_qkv" in pairs:
-        s = smoothing_factors(a["attn_in"], [w["q"], w["k"], w["v"]], alpha)
+        s = chosen("norm_qkv", lambda: smoothing_factors(a["attn_in"], [w["q"], w["k"], w["v"]], alpha),
+                   w["attn_norm"].shape)
         w["attn_norm"] /= s
         div["attn_in"] = div["attn_in"] * s
         for name in ("q", "k", "v"):
             w[name] *= s
     if "v_o" in pairs:
-        o_abs = a["o_in"].reshape(num_kv_heads, group, head_dim).max(axis=1)  # [Hkv, d]
-        wo_abs = np.abs(w["o"]).max(axis=0).reshape(num_kv_heads, group, head_dim).max(axis=1)
-        s = np.clip(np.maximum(o_abs, 1e-8) ** alpha / np.maximum(wo_abs, 1e-8) ** (1 - alpha), 1e-5, 1e5)
+        def closed_form():
+            o_abs = a["o_in"].reshape(num_kv_heads, group, head_dim).max(axis=1)  # [Hkv, d]
+            wo_abs = np.abs(w["o"]).max(axis=0).reshape(num_kv_heads, group, head_dim).max(axis=1)
+            return np.clip(np.maximum(o_abs, 1e-8) ** alpha / np.maximum(wo_abs, 1e-8) ** (1 - alpha), 1e-5, 1e5)
+        s = chosen("v_o", closed_form, (num_kv_heads, head_dim))
         w["v"] /= s.reshape(-1, 1)
         per_o_column = np.repeat(s[:, None, :], group, axis=1).reshape(-1)
         w["o"] *= per_o_column.reshape(1, -1)
         div["o_in"] = div["o_in"] * per_o_column
     if "norm_gate_up" in pairs:
-        s = smoothing_factors(a["mlp_in"], [w["gate"], w["up"]], alpha)
+        s = chosen("norm_gate_up", lambda: smoothing_factors(a["mlp_in"], [w["gate"], w["up"]], alpha),
+                   w["mlp_norm"].shape)
         w["mlp_norm"] /= s
         div["mlp_in"] = div["mlp_in"] * s
         w["gate"] *= s
         w["up"] *= s
     if "gate_up" in pairs:
-        s = _balance(a["gate"], a["up"])
+        s = chosen("gate_up", lambda: _balance(a["gate"], a["up"]), gate_div.shape)
         w["gate"] *= s[:, None]
         w["up"] /= s[:, None]
         gate_div = 1.0 / s
     if "up_down" in pairs:
-        s = smoothing_factors(a["down_in"], [w["down"]], alpha)
+        s = chosen("up_down", lambda: smoothing_factors(a["down_in"], [w["down"]], alpha), (w["down"].shape[1],))
         w["up"] /= s[:, None]
         w["down"] *= s
         div["down_in"] = div["down_in"] * s
     if input_div is not None:
         input_div.update(div)
+    if factors_out is not None:
+        factors_out.update(used)
     return gate_div
