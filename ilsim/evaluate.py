@@ -282,13 +282,6 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _source_identity(source) -> dict:
-    """What identifies a checkpoint's bytes cheaply: each file's name, size and modification time."""
-    path = Path(source)
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    return {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in files}
-
-
 def _run_from_dict(d: dict) -> RunResult:
     return RunResult(d["engine"], [TextResult(**t) for t in d["texts"]], d["agreement"], d["continuations"],
                      d["seconds"])
@@ -317,7 +310,7 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     from ilsim.graph.format import load_graph
     from ilsim.hf.checkpoint import load_checkpoint
     from ilsim.float_model import FloatLlama
-    from ilsim.model import IntegerLM, Tokenizer, cache_dir, resolve_checkpoint_source
+    from ilsim.model import IntegerLM, Tokenizer, cache_dir, resolve_checkpoint_source, source_identity
 
     from ilsim.export.build import DEFAULT_METHOD, parse_method
 
@@ -347,7 +340,7 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     work.mkdir(parents=True, exist_ok=True)
 
     digest = hashlib.sha256(json.dumps({p: ids.tolist() for p, ids in text_ids.items()}).encode()).hexdigest()
-    cache = CellCache(work, {"source": _source_identity(source), "texts": digest, "context": context,
+    cache = CellCache(work, {"source": source_identity(Path(source)), "texts": digest, "context": context,
                              "prompts": [p.ids for p in prompts], "new_tokens": new_tokens})
     steps = 1 + len(configs) * (1 + len(engines))
     bar = tqdm(total=steps, desc="eval", disable=not progress, file=sys.stderr)

@@ -156,15 +156,18 @@ class IntegerLM:
         return new
 
 
-def graph_cache_path(source: Path, options: dict) -> Path:
-    """A cache file name from the checkpoint's files (a directory's, or one .gguf file's name,
-    size and modification time) and the export options."""
-    h = hashlib.sha256()
+def source_identity(source: Path) -> list[str]:
+    """'name:size:mtime' of a checkpoint's files (a directory's, or one .gguf file's): what
+    identifies its bytes cheaply, for cache keys."""
     files = [source] if source.is_file() else [source / name for name in sorted(os.listdir(source))]
-    for path in files:
-        if path.is_file():
-            st = path.stat()
-            h.update(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files if p.is_file()]
+
+
+def graph_cache_path(source: Path, options: dict) -> Path:
+    """A cache file name from the checkpoint's files (source_identity) and the export options."""
+    h = hashlib.sha256()
+    for entry in source_identity(source):
+        h.update(entry.encode())
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     from ilsim import SPEC_VERSION, __version__
     h.update(f"{__version__}/{SPEC_VERSION}".encode())
