@@ -35,7 +35,7 @@ def attention_cases(draw):
     attrs.update(num_heads=kv_heads * group, num_kv_heads=kv_heads, head_dim=head_dim, in_bits=bits,
                  v_bits=bits, qk_bits=bits, score_acc_bits=2 * bits + 4,
                  clip_num=draw(st.sampled_from([1, 15, 1000])), exp_order=draw(st.sampled_from([1, 2])),
-                 p_bits=draw(st.sampled_from([4, 8])), p_frac_bits=draw(st.sampled_from([4, 8])),
+                 p_bits=draw(st.sampled_from([4, 8, 16])), p_frac_bits=draw(st.sampled_from([4, 8, 15])),
                  score_bits=draw(st.sampled_from([8, 16])))
     attrs["p_frac_bits"] = min(attrs["p_frac_bits"], attrs["p_bits"])
     k_lo = draw(st.integers(18, 40))   # real values from about 2^-2 to 2^-24: valid scales, mostly

@@ -258,9 +258,10 @@ SOFTMAX_IN_BITS = 16
 
 def _softmax_case(inputs, cfg):
     attrs = {"in_bits": SOFTMAX_IN_BITS, "clip": cfg["clip"], "out_bits": cfg["out_bits"],
-             "out_frac_bits": cfg["out_bits"], "order": cfg["order"]}
+             "out_frac_bits": cfg.get("frac", cfg["out_bits"]), "order": cfg["order"]}
     specs = {"x": TensorSpec(SOFTMAX_IN_BITS, True), "m": SCALE, "k": SHIFT}
-    return inputs, attrs, specs, {"in.x": _dyadic("in.m", "in.k"), "out.p": _dyadic(1, cfg["out_bits"])}
+    return inputs, attrs, specs, {"in.x": _dyadic("in.m", "in.k"),
+                                  "out.p": _dyadic(1, cfg.get("frac", cfg["out_bits"]))}
 
 
 def _softmax_random(rng, cfg):
@@ -292,8 +293,10 @@ def _softmax_outputs(attrs):
 
 
 SOFTMAX = OpCases(
-    configs={f"o{o}r{r}{'c15' if c else 'noclip'}": {"out_bits": o, "order": r, "clip": c}
-             for o in (8, 4) for r in (1, 2) for c in (15, None)},
+    configs={**{f"o{o}r{r}{'c15' if c else 'noclip'}": {"out_bits": o, "order": r, "clip": c}
+                for o in (8, 4) for r in (1, 2) for c in (15, None)},
+             # the exporter's attention probabilities: uint16 at 2^-15
+             "o16f15r1c15": {"out_bits": 16, "frac": 15, "order": 1, "clip": 15}},
     random_case=_softmax_random, edge_cases=_softmax_edges, output_specs=_softmax_outputs)
 
 
@@ -476,7 +479,8 @@ SWIGLU = OpCases(
 # ------------------------------------------------------------------------------- di_matmul_av
 
 def _matmul_av_case(inputs, cfg, zero_rows):
-    attrs = {"p_bits": cfg["p_bits"], "p_frac_bits": cfg["p_bits"], "v_bits": cfg["v_bits"], "acc_bits": 48,
+    attrs = {"p_bits": cfg["p_bits"], "p_frac_bits": cfg.get("p_frac_bits", cfg["p_bits"]), "v_bits": cfg["v_bits"],
+             "acc_bits": 48,
              "out_bits": cfg["out_bits"], "out_symmetric": cfg["out_symmetric"], "zero_rows": zero_rows}
     specs = {"p": TensorSpec(cfg["p_bits"], False), "v": TensorSpec(cfg["v_bits"], True), "v_m": SCALE,
              "v_k": SHIFT}
@@ -522,8 +526,10 @@ def _matmul_av_outputs(attrs):
 
 
 MATMUL_AV = OpCases(
-    configs={f"p{p}v{v}o{o}{'s' if sym else 'a'}": {"p_bits": p, "v_bits": v, "out_bits": o, "out_symmetric": sym}
-             for p, v, o, sym in ((8, 8, 8, False), (8, 8, 8, True), (8, 4, 4, False), (4, 2, 2, True))},
+    configs={**{f"p{p}v{v}o{o}{'s' if sym else 'a'}": {"p_bits": p, "v_bits": v, "out_bits": o, "out_symmetric": sym}
+                for p, v, o, sym in ((8, 8, 8, False), (8, 8, 8, True), (8, 4, 4, False), (4, 2, 2, True))},
+             # the exporter's attention probabilities: uint16 at 2^-15
+             "p16f15v8o8a": {"p_bits": 16, "p_frac_bits": 15, "v_bits": 8, "out_bits": 8, "out_symmetric": False}},
     random_case=_matmul_av_random, edge_cases=_matmul_av_edges, output_specs=_matmul_av_outputs)
 
 
