@@ -144,3 +144,28 @@ def test_exports_are_deterministic(checkpoint):
     b = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=4, abits=8, method="rotate+gptq", **CALIB))
     assert a.constants.keys() == b.constants.keys()
     assert all(np.array_equal(a.constants[k], b.constants[k]) for k in a.constants)
+
+
+def test_abits_is_the_width_of_every_matmul_input_and_inner_values_stay_at_8_bits(checkpoint):
+    """W4A4: every linear layer but the head and both attention matmuls read 4-bit inputs; q and k
+    before RoPE, the SwiGLU inputs and its output into the online Hadamard, and the head's input
+    are at 8 bits (ExportOptions.inner_bits / head_abits), the SwiGLU output into the online
+    Hadamard at 16 (hadamard_in_bits); the probabilities are uint16 at 2^-15."""
+    graph = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=4, abits=4, method="rotate", **CALIB))
+    nodes = {node.name: node for node in graph.nodes}
+    for i in range(CONFIG.num_hidden_layers):
+        p = f"layers.{i}"
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+            assert nodes[f"{p}.{proj}"].attrs["a_bits"] == 4, proj
+        for proj in ("q_proj", "k_proj", "gate_proj", "up_proj"):
+            assert nodes[f"{p}.{proj}"].attrs["out_bits"] == 8, proj
+        attn = nodes[f"{p}.attention"].attrs
+        assert (attn["in_bits"], attn["qk_bits"], attn["v_bits"], attn["out_bits"]) == (8, 4, 4, 4)
+        assert (attn["p_bits"], attn["p_frac_bits"]) == (16, 15)
+        assert (nodes[f"{p}.swiglu"].attrs["in_bits"], nodes[f"{p}.swiglu"].attrs["out_bits"]) == (8, 16)
+        assert (nodes[f"{p}.down_hadamard"].attrs["in_bits"], nodes[f"{p}.down_hadamard"].attrs["out_bits"]) == (16, 4)
+    assert nodes["final_norm"].attrs["out_bits"] == 8 and nodes["lm_head"].attrs["a_bits"] == 8
+    narrow = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=4, abits=4, method="smooth", inner_bits=4,
+                                                                      head_abits=4, **CALIB))
+    widths = {node.attrs.get("out_bits") for node in narrow.nodes if node.op in ("di_rmsnorm", "di_swiglu")}
+    assert widths == {4}

@@ -47,7 +47,7 @@ from ilsim.ops.rope import rope_tables
 MBITS = DEFAULT_MBITS
 #: The export methods, in the order they apply (module docstring).
 METHODS = ("rotate", "smooth", "fsbr", "gptq")
-DEFAULT_METHOD = "smooth"
+DEFAULT_METHOD = "rotate+gptq"
 
 
 def parse_method(text: str) -> tuple[str, ...]:
@@ -74,13 +74,24 @@ class ExportOptions:
     embed_bits: int = 8
     residual_bits: int = 16
     score_bits: int = 16
-    p_bits: int = 8
-    p_frac_bits: int = 8
+    # Attention probabilities as uint16 at 2^-15 (F = n - 1: never saturates). At 8 bits (2^-8,
+    # the paper's width) every probability below 2^-9 is zero: on SmolLM2-135M that alone cost
+    # +3-4 % perplexity at W8A8 (docs/export.md, "Attention probabilities").
+    p_bits: int = 16
+    p_frac_bits: int = 15
     rope_frac_bits: int = 14
     clip: int = 15
     exp_order: int = 1
     sig_frac_bits: int = 15
-    sig_shift: int | None = None       # default: 15 - abits, the most di_swiglu's 16-bit inputs allow
+    sig_shift: int | None = None       # default: the most di_swiglu allows (swiglu_shift)
+    # abits is the width of every matmul input: the linear layers' and both attention matmuls'
+    # (q, k after RoPE; v). Values that feed no matmul -- q and k before RoPE, gate and up into
+    # SwiGLU, the SwiGLU output into an online Hadamard -- are at max(abits, inner_bits), as the
+    # paper keeps its non-linear operators at 8 bits; the head's input (the final norm's output) at
+    # max(abits, head_abits), as the quantization literature keeps the head in high precision.
+    inner_bits: int = 8
+    head_abits: int = 8
+    hadamard_in_bits: int = 16          # the SwiGLU output into the online Hadamard (method rotate)
     rms_frac_bits: int = 8
     norm_out_frac_bits: int = 8
     smooth_alpha: float = 0.5
@@ -108,7 +119,7 @@ class ExportOptions:
         return self.overrides.get(cls, self.wbits)
 
     def validate(self) -> None:
-        for name in ("wbits", "abits", "lm_head_bits", "embed_bits"):
+        for name in ("wbits", "abits", "lm_head_bits", "embed_bits", "inner_bits", "head_abits"):
             if not 2 <= getattr(self, name) <= 8:
                 raise InputError(f"export: {name} must be in [2, 8], got {getattr(self, name)}")
         for cls, bits in self.overrides.items():
@@ -116,6 +127,8 @@ class ExportOptions:
                 raise InputError(f"export: unknown weight class {cls!r} in overrides")
             if not 2 <= bits <= 8:
                 raise InputError(f"export: override {cls}={bits} must be in [2, 8]")
+        if not 2 <= self.hadamard_in_bits <= 16:
+            raise InputError(f"export: hadamard_in_bits must be in [2, 16], got {self.hadamard_in_bits}")
         methods = parse_method(self.method)
         if self.fsbr_epochs < 0 or min(self.fsbr_calib_windows, self.fsbr_batch, self.fsbr_threads) < 1:
             raise InputError(f"export: fsbr_epochs must be >= 0 and fsbr_calib_windows, fsbr_batch, fsbr_threads "
@@ -153,6 +166,14 @@ class _Progress:
 def signed_bits_for(magnitude: int) -> int:
     """Bits of a signed integer that holds every value in [-magnitude, magnitude]."""
     return max(2, int(magnitude).bit_length() + 1)
+
+
+def swiglu_shift(in_bits: int, out_bits: int, opts: "ExportOptions") -> int:
+    """The largest sig_shift P that di_swiglu allows: shifted operands (in_bits + 1 + P) within 16
+    bits, and the product w (2 (in_bits + 1 + P) + sig_frac_bits + 1 bits) requantizable to
+    out_bits (w_bits + out_bits <= 62)."""
+    fit = (61 - opts.sig_frac_bits - out_bits) // 2 - in_bits - 1
+    return max(0, min(15 - in_bits, fit))
 
 
 def quantize_gain(gain: np.ndarray, name: str) -> tuple[np.ndarray, int]:
@@ -269,6 +290,7 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     max_positions = opts.max_positions or cfg.max_position_embeddings
     a, res = opts.abits, opts.residual_bits
+    inner, head_a = max(a, opts.inner_bits), max(a, opts.head_abits)
     gb = _GraphBuilder()
 
     table = quantize_embedding_table(checkpoint.embed_tokens, bits=opts.embed_bits)
@@ -303,15 +325,15 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         lin = functools.partial(gb.linear, opts=opts)
         p = f"layers.{i}"
         x = gb.rmsnorm(f"{p}.attn_norm", stream, w["attn_norm"], eps_d, opts, a)
-        q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, a, hessian=hess.get("attn_in"),
+        q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, inner, hessian=hess.get("attn_in"),
                 clip=clip.get("q"))
-        k = lin(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, a, hessian=hess.get("attn_in"),
+        k = lin(f"{p}.k_proj", x, w["k"], opts.weight_bits("k"), a, inner, hessian=hess.get("attn_in"),
                 clip=clip.get("k"))
         v = lin(f"{p}.v_proj", x, w["v"], opts.weight_bits("v"), a, a, out_symmetric=True,
                 hessian=hess.get("attn_in"), clip=clip.get("v"))
         attn = gb.node(f"{p}.attention", "attention", {"q": q, "k": k, "v": v}, f"{p}.attention.out",
                        {"cos": cos, "sin": sin},
-                       {"num_heads": h, "num_kv_heads": hkv, "head_dim": d, "in_bits": a, "v_bits": a,
+                       {"num_heads": h, "num_kv_heads": hkv, "head_dim": d, "in_bits": inner, "v_bits": a,
                         "qk_bits": a, "rope_frac_bits": opts.rope_frac_bits, "score_acc_bits": score_acc,
                         "score_bits": opts.score_bits, "clip_num": opts.clip, "clip_den": 1,
                         "p_bits": opts.p_bits, "p_frac_bits": opts.p_frac_bits, "av_acc_bits": av_acc,
@@ -321,28 +343,30 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         stream = gb.node(f"{p}.attn_residual", "residual_add", {"a": stream, "b": o}, f"h.{i}.attn",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         x = gb.rmsnorm(f"{p}.mlp_norm", stream, w["mlp_norm"], eps_d, opts, a)
-        gate = lin(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, a, hessian=hess.get("mlp_in"),
+        gate = lin(f"{p}.gate_proj", x, w["gate"], opts.weight_bits("gate"), a, inner, hessian=hess.get("mlp_in"),
                    clip=clip.get("gate"))
-        up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, a, hessian=hess.get("mlp_in"),
+        up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, inner, hessian=hess.get("mlp_in"),
                  clip=clip.get("up"))
         div = [dyadic_from_scale(float(s)) for s in gate_div]
+        act_bits = max(a, opts.hadamard_in_bits) if "rotate" in methods else a   # into the Hadamard, or down
         act = gb.node(f"{p}.swiglu", "di_swiglu", {"gate": gate, "up": up}, f"{p}.swiglu.out",
                       {"gate_div_m": gb.const(f"{p}.swiglu.gate_div_m",
                                               np.array([v.m for v in div], dtype=np.uint16), MBITS, False),
                        "gate_div_k": gb.const(f"{p}.swiglu.gate_div_k",
                                               np.array([v.k for v in div], dtype=np.uint8), 6, False)},
-                      {"in_bits": a, "sig_frac_bits": opts.sig_frac_bits, "out_bits": a, "order": opts.exp_order,
-                       "sig_shift": opts.sig_shift if opts.sig_shift is not None else max(0, 15 - a)})
+                      {"in_bits": inner, "sig_frac_bits": opts.sig_frac_bits, "out_bits": act_bits,
+                       "order": opts.exp_order,
+                       "sig_shift": opts.sig_shift if opts.sig_shift is not None else swiglu_shift(inner, act_bits, opts)})
         if "rotate" in methods:
             act = gb.node(f"{p}.down_hadamard", "di_hadamard", {"x": act}, f"{p}.down_hadamard.out",
-                          attrs={"size": w["down"].shape[1], "in_bits": a, "out_bits": a})
+                          attrs={"size": w["down"].shape[1], "in_bits": act_bits, "out_bits": a})
         down = lin(f"{p}.down_proj", act, w["down"], opts.weight_bits("down"), a, res, hessian=hess.get("down_in"),
                    clip=clip.get("down"))
         stream = gb.node(f"{p}.mlp_residual", "residual_add", {"a": stream, "b": down}, f"h.{i}.mlp",
                          attrs={"a_bits": res, "b_bits": res, "out_bits": res})
         bar(i + 1)
-    x = gb.rmsnorm("final_norm", stream, checkpoint.final_norm, eps_d, opts, a)
-    gb.linear("lm_head", x, checkpoint.lm_head.astype(np.float64), opts.weight_bits("lm_head"), a, 0, wide=True)
+    x = gb.rmsnorm("final_norm", stream, checkpoint.final_norm, eps_d, opts, head_a)
+    gb.linear("lm_head", x, checkpoint.lm_head.astype(np.float64), opts.weight_bits("lm_head"), head_a, 0, wide=True)
     gb.nodes[-1].outputs = ["logits"]
 
     info = ModelInfo(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers,

@@ -106,6 +106,8 @@ class BlockSpec:
     head_dim: int
     eps: float
     abits: int
+    inner_bits: int          # q/k before RoPE, gate/up (build.py: max(abits, inner_bits))
+    act_bits: int            # the SwiGLU output (into the online Hadamard, or the down projection)
     wbits: dict              # linear -> weight bits
     score_bits: int
     p_bits: int
@@ -118,7 +120,8 @@ class BlockSpec:
     @classmethod
     def from_options(cls, cfg, opts, online_hadamard: bool) -> "BlockSpec":
         return cls(heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
-                   eps=float(cfg.rms_norm_eps), abits=opts.abits,
+                   eps=float(cfg.rms_norm_eps), abits=opts.abits, inner_bits=max(opts.abits, opts.inner_bits),
+                   act_bits=max(opts.abits, opts.hadamard_in_bits) if online_hadamard else opts.abits,
                    wbits={name: opts.weight_bits(name) for name in LINEARS}, score_bits=opts.score_bits,
                    p_bits=opts.p_bits, p_frac_bits=opts.p_frac_bits, softmax_clip=float(opts.clip),
                    residual_bits=opts.residual_bits, pairs=tuple(opts.smooth_pairs),
@@ -236,8 +239,8 @@ def block_forward(x, w: dict, spec: BlockSpec, rope: tuple, quant: bool, hadamar
         return fq(torch.cat([v1 * cos - v2 * sin, v2 * cos + v1 * sin], dim=-1), a)
 
     x_norm = norm(x, w["attn_norm"])
-    q = rotary(heads_of(fq(x_norm @ w["q"].T, a), h))
-    k = rotary(heads_of(fq(x_norm @ w["k"].T, a), hkv))
+    q = rotary(heads_of(fq(x_norm @ w["q"].T, spec.inner_bits), h))
+    k = rotary(heads_of(fq(x_norm @ w["k"].T, spec.inner_bits), hkv))
     v = heads_of(fq_sym(x_norm @ w["v"].T, a), hkv)
     k = k.repeat_interleave(group, dim=1)
     v = v.repeat_interleave(group, dim=1)
@@ -256,10 +259,10 @@ def block_forward(x, w: dict, spec: BlockSpec, rope: tuple, quant: bool, hadamar
     attn = fq((p @ v).transpose(1, 2).reshape(batch, tokens, h * d), a)
     x = fq_sym(x + fq(attn @ w["o"].T, res), res)
     x_norm = norm(x, w["mlp_norm"])
-    gate = fq(x_norm @ w["gate"].T, a)
-    up = fq(x_norm @ w["up"].T, a)
+    gate = fq(x_norm @ w["gate"].T, spec.inner_bits)
+    up = fq(x_norm @ w["up"].T, spec.inner_bits)
     arg = gate if w.get("gate_div") is None else gate * w["gate_div"]
-    act = fq(gate * torch.sigmoid(arg) * up, a)
+    act = fq(gate * torch.sigmoid(arg) * up, spec.act_bits)
     if quant and hadamard is not None:
         act = fq(act @ hadamard.T, a)
     return fq_sym(x + fq(act @ w["down"].T, res), res)
