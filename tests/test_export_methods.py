@@ -148,9 +148,9 @@ def test_exports_are_deterministic(checkpoint):
 
 def test_abits_is_the_width_of_every_matmul_input_and_inner_values_stay_at_8_bits(checkpoint):
     """W4A4: every linear layer but the head and both attention matmuls read 4-bit inputs; q and k
-    before RoPE, the SwiGLU inputs and its output into the online Hadamard, and the head's input
-    are at 8 bits (ExportOptions.inner_bits / head_abits), the SwiGLU output into the online
-    Hadamard at 16 (hadamard_in_bits); the probabilities are uint16 at 2^-15."""
+    before RoPE, the SwiGLU inputs and the head's input are at 8 bits (ExportOptions.inner_bits /
+    head_abits), the SwiGLU output into the online Hadamard at 16 (hadamard_in_bits); the
+    probabilities are uint16 at 2^-15."""
     graph = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=4, abits=4, method="rotate", **CALIB))
     nodes = {node.name: node for node in graph.nodes}
     for i in range(CONFIG.num_hidden_layers):

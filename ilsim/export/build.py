@@ -86,9 +86,10 @@ class ExportOptions:
     sig_shift: int | None = None       # default: the most di_swiglu allows (swiglu_shift)
     # abits is the width of every matmul input: the linear layers' and both attention matmuls'
     # (q, k after RoPE; v). Values that feed no matmul -- q and k before RoPE, gate and up into
-    # SwiGLU, the SwiGLU output into an online Hadamard -- are at max(abits, inner_bits), as the
-    # paper keeps its non-linear operators at 8 bits; the head's input (the final norm's output) at
-    # max(abits, head_abits), as the quantization literature keeps the head in high precision.
+    # SwiGLU -- are at max(abits, inner_bits), as the paper keeps its non-linear operators at 8
+    # bits; the SwiGLU output into an online Hadamard at max(abits, hadamard_in_bits); the head's
+    # input (the final norm's output) at max(abits, head_abits), as the quantization literature
+    # keeps the head in high precision. The widths themselves: inner_width, swiglu_out_width, head_width.
     inner_bits: int = 8
     head_abits: int = 8
     hadamard_in_bits: int = 16          # the SwiGLU output into the online Hadamard (method rotate)
@@ -117,6 +118,18 @@ class ExportOptions:
         if cls == "lm_head":
             return self.overrides.get("lm_head", self.lm_head_bits)
         return self.overrides.get(cls, self.wbits)
+
+    def inner_width(self) -> int:
+        """q and k before RoPE, gate and up (the SwiGLU inputs)."""
+        return max(self.abits, self.inner_bits)
+
+    def swiglu_out_width(self, online_hadamard: bool) -> int:
+        """The SwiGLU output: into the online Hadamard, or (without one) the down projection's input."""
+        return max(self.abits, self.hadamard_in_bits) if online_hadamard else self.abits
+
+    def head_width(self) -> int:
+        """The head's input (the final norm's output)."""
+        return max(self.abits, self.head_abits)
 
     def validate(self) -> None:
         for name in ("wbits", "abits", "lm_head_bits", "embed_bits", "inner_bits", "head_abits"):
@@ -290,7 +303,8 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     max_positions = opts.max_positions or cfg.max_position_embeddings
     a, res = opts.abits, opts.residual_bits
-    inner, head_a = max(a, opts.inner_bits), max(a, opts.head_abits)
+    inner, head_a = opts.inner_width(), opts.head_width()
+    act_bits = opts.swiglu_out_width(online_hadamard="rotate" in methods)
     gb = _GraphBuilder()
 
     table = quantize_embedding_table(checkpoint.embed_tokens, bits=opts.embed_bits)
@@ -348,7 +362,6 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         up = lin(f"{p}.up_proj", x, w["up"], opts.weight_bits("up"), a, inner, hessian=hess.get("mlp_in"),
                  clip=clip.get("up"))
         div = [dyadic_from_scale(float(s)) for s in gate_div]
-        act_bits = max(a, opts.hadamard_in_bits) if "rotate" in methods else a   # into the Hadamard, or down
         act = gb.node(f"{p}.swiglu", "di_swiglu", {"gate": gate, "up": up}, f"{p}.swiglu.out",
                       {"gate_div_m": gb.const(f"{p}.swiglu.gate_div_m",
                                               np.array([v.m for v in div], dtype=np.uint16), MBITS, False),

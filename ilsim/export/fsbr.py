@@ -106,7 +106,7 @@ class BlockSpec:
     head_dim: int
     eps: float
     abits: int
-    inner_bits: int          # q/k before RoPE, gate/up (build.py: max(abits, inner_bits))
+    inner_bits: int          # q/k before RoPE, gate/up (ExportOptions.inner_width)
     act_bits: int            # the SwiGLU output (into the online Hadamard, or the down projection)
     wbits: dict              # linear -> weight bits
     score_bits: int
@@ -120,8 +120,8 @@ class BlockSpec:
     @classmethod
     def from_options(cls, cfg, opts, online_hadamard: bool) -> "BlockSpec":
         return cls(heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
-                   eps=float(cfg.rms_norm_eps), abits=opts.abits, inner_bits=max(opts.abits, opts.inner_bits),
-                   act_bits=max(opts.abits, opts.hadamard_in_bits) if online_hadamard else opts.abits,
+                   eps=float(cfg.rms_norm_eps), abits=opts.abits, inner_bits=opts.inner_width(),
+                   act_bits=opts.swiglu_out_width(online_hadamard),
                    wbits={name: opts.weight_bits(name) for name in LINEARS}, score_bits=opts.score_bits,
                    p_bits=opts.p_bits, p_frac_bits=opts.p_frac_bits, softmax_clip=float(opts.clip),
                    residual_bits=opts.residual_bits, pairs=tuple(opts.smooth_pairs),
