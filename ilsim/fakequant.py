@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.graph.format import Graph
-from ilsim.ops.hadamard import hadamard_transform_float
+from ilsim.ops.hadamard import hadamard_matrix, hadamard_transform_float
 
 
 def fake_quant_rows(x: np.ndarray, bits: int, symmetric: bool) -> np.ndarray:
@@ -109,8 +109,12 @@ class FakeQuantLM:
         cos, sin = cos_t[positions], sin_t[positions]
         qk_bits, half = a.get("qk_bits", 8), d // 2
 
+        hadamard = hadamard_matrix(d).astype(np.float64) if a.get("qk_hadamard", 0) else None
+
         def rope(v):
             rot = np.concatenate([v[:, :half] * cos - v[:, half:] * sin, v[:, half:] * cos + v[:, :half] * sin], 1)
+            if hadamard is not None:   # di_rope at rope_out_bits, then di_hadamard (the ±1 matrix) per head
+                rot = fake_quant_rows(rot, a.get("rope_out_bits", 16), False) @ hadamard.T
             return fake_quant_rows(rot, qk_bits, False)
 
         store = cache.setdefault(node.name, {"k": [[] for _ in range(hkv)], "v": []})

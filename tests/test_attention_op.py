@@ -121,3 +121,31 @@ def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits,
     assert got is not None
     for name, a, b in zip(want._fields, got, want):
         assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@given(st.integers(1, 4), st.sampled_from([2, 4, 8, 12]), st.integers(1, 6), st.sampled_from([2, 4, 8]),
+       st.sampled_from([8, 16]), st.integers(0, 2**32 - 1))
+def test_rope_then_head_hadamard_of_all_heads_equals_the_operators(heads, head_dim, tokens, bits, rope_out, seed):
+    """qk_hadamard: the fast path (all heads' RoPE by one kernel, then di_hadamard's fast path)
+    gives the integers of di_rope's and di_hadamard's scalar references, per head."""
+    from ilsim.graph.attention import _rotate_all_heads, head_hadamard
+    from ilsim.ops.hadamard import di_hadamard_reference
+    from ilsim.ops.rope import di_rope_reference, rope_tables
+
+    rng = np.random.default_rng(seed)
+    attrs = {key: default for key, (_, default) in OP.attrs.items()}
+    attrs.update(head_dim=head_dim, in_bits=bits, qk_bits=bits, qk_hadamard=1, rope_out_bits=rope_out)
+    tables = rope_tables(16, head_dim, theta=10000.0, frac_bits=attrs["rope_frac_bits"])
+    start = int(rng.integers(0, 16 - tokens + 1))
+    cos, sin = tables.cos[start:start + tokens], tables.sin[start:start + tokens]
+    x = _row_quant(rng, tokens, heads * head_dim, bits, False, (18, 30))
+    rotated = _rotate_all_heads(x, heads, cos, sin, attrs, tables_checked=True)
+    assert rotated is not None and int(rotated.q.max()) < 1 << rope_out
+    got = head_hadamard(rotated, attrs, reference=False)
+    r = di_rope_reference(x.q.reshape(tokens, heads, head_dim).transpose(1, 0, 2), x.zp, x.m, x.k,
+                          np.arange(tokens), cos, sin, in_bits=bits, in_signed=False,
+                          table_frac_bits=attrs["rope_frac_bits"], out_bits=rope_out, zero_rows="zero")
+    want = di_hadamard_reference(r.q, r.zp, r.m, r.k, in_bits=rope_out, out_bits=bits, zero_rows="zero")
+    assert all(np.array_equal(a, b) for a, b in zip(head_hadamard(r, attrs, reference=True), want))
+    for name, a, b in zip(want._fields, got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b), name

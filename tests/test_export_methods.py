@@ -169,3 +169,46 @@ def test_abits_is_the_width_of_every_matmul_input_and_inner_values_stay_at_8_bit
                                                                       head_abits=4, **CALIB))
     widths = {node.attrs.get("out_bits") for node in narrow.nodes if node.op in ("di_rmsnorm", "di_swiglu")}
     assert widths == {4}
+
+
+def test_rotate_also_rotates_queries_and_keys_per_head(checkpoint, monkeypatch):
+    """Method rotate puts the per-head Hadamard on queries and keys after RoPE (qk_hadamard, with
+    RoPE's output at rope_out_bits) and folds its factor head_dim into W_q: with every activation
+    quantizer of the fake-quant model switched off, the graph computes the logits of the graph
+    without it (the weights differ only by their rounding)."""
+    import ilsim.fakequant as fakequant
+
+    graph = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=8, abits=8, method="rotate", **CALIB))
+    plain = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=8, abits=8, method="rotate",
+                                                                     qk_hadamard=False, **CALIB))
+    attn = [node.attrs for node in graph.nodes if node.op == "attention"]
+    assert [(a["qk_hadamard"], a["rope_out_bits"]) for a in attn] == [(1, 16)] * CONFIG.num_hidden_layers
+    assert all("qk_hadamard" not in node.attrs for node in plain.nodes if node.op == "attention")
+    monkeypatch.setattr(fakequant, "fake_quant_rows", lambda values, bits, symmetric: values)
+    ids = text_ids(48, 3)
+    got, want = FakeQuantLM(graph).forward(ids), FakeQuantLM(plain).forward(ids)
+    assert np.max(np.abs(got - want)) < 0.01 * np.max(np.abs(want)), np.max(np.abs(got - want))
+
+
+@pytest.mark.parametrize("attr,value,pattern", [
+    ("qk_hadamard", 2, "qk_hadamard must be 0 or 1"),
+    ("rope_out_bits", 17, r"rope_out_bits must be in \[2, 16\]"),
+    ("rope_out_bits", 1, r"rope_out_bits must be in \[2, 16\]"),
+])
+def test_the_query_key_hadamard_attributes_are_checked_at_load(checkpoint, attr, value, pattern):
+    from ilsim.graph.format import GraphError
+    from ilsim.graph.validate import validate_graph
+
+    graph = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=8, abits=8, method="rotate", **CALIB))
+    node = next(node for node in graph.nodes if node.op == "attention")
+    node.attrs[attr] = value
+    with pytest.raises(GraphError, match=pattern):
+        validate_graph(graph)
+
+
+def test_the_query_key_hadamard_needs_method_rotate_and_a_hadamard_size():
+    assert ExportOptions(method="rotate+gptq").uses_qk_hadamard(64)
+    assert ExportOptions(method="rotate").uses_qk_hadamard(12)
+    assert not ExportOptions(method="rotate").uses_qk_hadamard(10)      # no Hadamard matrix of order 10
+    assert not ExportOptions(method="smooth+gptq").uses_qk_hadamard(64)
+    assert not ExportOptions(method="rotate", qk_hadamard=False).uses_qk_hadamard(64)

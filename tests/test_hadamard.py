@@ -383,3 +383,20 @@ def test_graph_op_refuses_rows_of_another_size():
         interp = Interpreter(graph, reference=reference)
         with pytest.raises(GraphError, match=r"di_hadamard rotate: its input rows have 12 values, the node's size is 16"):
             interp.forward([1], interp.new_state())
+
+
+@pytest.mark.parametrize("n,in_bits,out_bits", [
+    (704, 16, 8), (704, 16, 2), (1536, 16, 4),     # the down projection's input: shipped model, SmolLM2
+    (32, 16, 8), (32, 16, 2), (64, 16, 4),          # queries and keys per head: shipped model, SmolLM2
+])
+def test_fast_equals_reference_at_every_size_the_exporter_uses(n, in_bits, out_bits):
+    """The exporter's di_hadamard sizes (intermediate size, head size of the shipped model and of
+    SmolLM2-135M) at its widths (16-bit input; 2..8-bit output), on rows that reach both extremes."""
+    rng = np.random.default_rng(n + out_bits)
+    hi = (1 << in_bits) - 1
+    q = rng.integers(0, hi + 1, size=(5, n))
+    q[0], q[1, ::2], q[1, 1::2] = hi, 0, hi
+    zp = np.array([0, hi, 12345, 0, hi])
+    m, k = rng.integers(1 << 15, 1 << 16, size=5), rng.integers(30, 44, size=5)
+    kw = dict(in_bits=in_bits, out_bits=out_bits)
+    assert_same(di_hadamard(q, zp, m, k, **kw), di_hadamard_reference(q, zp, m, k, **kw))

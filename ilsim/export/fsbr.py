@@ -16,11 +16,13 @@ Per decoder layer, one block after the other (block i + 1 learns on block i's fa
               may round the row better for the block's output.
   block       the layer as ilsim's fake-quant model (ilsim/fakequant.py) computes it at the export's
               widths: the smoothed weights with 1/sqrt(head_dim) folded into W_q (and, after
-              ``rotate``, W_down Hᵀ / n) quantized per output channel, asymmetric, at their bits with
+              ``rotate``, W_down Hᵀ / n, and W_q / head_dim with the per-head query/key Hadamard)
+              quantized per output channel, asymmetric, at their bits with
               the learned clipping; per-token asymmetric activation quantization at ``abits`` on
               the norm outputs, the q/k/gate/up outputs, the attention output, the SwiGLU output
               (and H a, the online Hadamard's output), v symmetric; queries and keys after RoPE at
-              ``abits`` per head and token; the scores at ``score_bits`` symmetric, the clipped
+              ``abits`` per head and token (with the per-head Hadamard: RoPE's output at
+              ``rope_out_bits``, then H, then ``abits``); the scores at ``score_bits`` symmetric, the clipped
               softmax's probabilities on the 2^-p_frac_bits grid; o/down outputs and the residual
               stream at ``residual_bits``. Scales stay float (the integer model's dyadic scales and
               gains differ by < 2^-15 relative). Every rounding is a straight-through estimator.
@@ -116,6 +118,8 @@ class BlockSpec:
     residual_bits: int
     pairs: tuple
     online_hadamard: bool
+    qk_hadamard: bool = False  # queries and keys rotated per head after RoPE (ExportOptions.uses_qk_hadamard)
+    rope_out_bits: int = 16
 
     @classmethod
     def from_options(cls, cfg, opts, online_hadamard: bool) -> "BlockSpec":
@@ -125,7 +129,8 @@ class BlockSpec:
                    wbits={name: opts.weight_bits(name) for name in LINEARS}, score_bits=opts.score_bits,
                    p_bits=opts.p_bits, p_frac_bits=opts.p_frac_bits, softmax_clip=float(opts.clip),
                    residual_bits=opts.residual_bits, pairs=tuple(opts.smooth_pairs),
-                   online_hadamard=online_hadamard)
+                   online_hadamard=online_hadamard, qk_hadamard=opts.uses_qk_hadamard(cfg.head_dim),
+                   rope_out_bits=opts.rope_out_bits)
 
 
 # ------------------------------------------------------------------ quantizers (torch, straight-through)
@@ -204,7 +209,7 @@ def smoothed_weights(weights: dict, factors: dict, spec: BlockSpec, hadamard=Non
     if "up_down" in f:
         w["up"] = w["up"] / f["up_down"][:, None]
         w["down"] = w["down"] * f["up_down"]
-    w["q"] = w["q"] / math.sqrt(spec.head_dim)
+    w["q"] = w["q"] / (math.sqrt(spec.head_dim) * (spec.head_dim if spec.qk_hadamard else 1))
     if hadamard is not None:
         w["down"] = w["down"] @ hadamard.T / hadamard.shape[0]
     return w
@@ -234,9 +239,18 @@ def block_forward(x, w: dict, spec: BlockSpec, rope: tuple, quant: bool, hadamar
     def heads_of(v, n):
         return v.reshape(batch, tokens, n, d).transpose(1, 2)                  # [B, n, T, d]
 
+    qk_h = None
+    if quant and spec.qk_hadamard:
+        from ilsim.ops.hadamard import hadamard_matrix
+
+        qk_h = torch.as_tensor(hadamard_matrix(d).astype(np.float64), dtype=x.dtype)
+
     def rotary(v):
         v1, v2 = v[..., :half], v[..., half:]
-        return fq(torch.cat([v1 * cos - v2 * sin, v2 * cos + v1 * sin], dim=-1), a)
+        rot = torch.cat([v1 * cos - v2 * sin, v2 * cos + v1 * sin], dim=-1)
+        if qk_h is not None:        # di_rope at rope_out_bits, then di_hadamard per head
+            rot = fq(rot, spec.rope_out_bits) @ qk_h.T
+        return fq(rot, a)
 
     x_norm = norm(x, w["attn_norm"])
     q = rotary(heads_of(fq(x_norm @ w["q"].T, spec.inner_bits), h))
@@ -310,7 +324,7 @@ def closed_form_start(w: dict, absmax: dict, spec: BlockSpec, alpha: float) -> t
     factors: dict = {}
     smooth_layer(smoothed, absmax, spec.heads, spec.kv_heads, spec.head_dim, alpha, spec.pairs,
                  factors_out=factors)
-    smoothed["q"] /= math.sqrt(spec.head_dim)
+    smoothed["q"] /= math.sqrt(spec.head_dim) * (spec.head_dim if spec.qk_hadamard else 1)
     if spec.online_hadamard:
         smoothed["down"] = down_weight_for_online_hadamard(smoothed["down"])
     return factors, {name: _grid_clip(smoothed[name], spec.wbits[name]) for name in LINEARS}

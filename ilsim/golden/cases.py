@@ -794,7 +794,9 @@ HADAMARD = OpCases(
     configs={f"n{n}{'s' if sgn else 'u'}{i}o{o}{'s' if sym else 'a'}":
              {"n": n, "in_bits": i, "in_signed": sgn, "out_bits": o, "out_symmetric": sym}
              for n, i, sgn, o, sym in ((16, 8, False, 8, False), (12, 8, False, 8, False), (24, 8, True, 8, True),
-                                       (28, 4, False, 4, False))},
+                                       (28, 4, False, 4, False),
+                                       # the exporter's query/key rotation: 16-bit RoPE output, head size 64
+                                       (64, 16, False, 8, False))},
     random_case=_hadamard_random, edge_cases=_hadamard_edges, output_specs=_hadamard_outputs)
 
 

@@ -4,10 +4,10 @@ DI-ClippedSoftmax and the probability-value product, for grouped-query attention
 Composite contract (docs/spec/graph.md, "attention"), per call with T new tokens at positions
 p_0..p_{T-1} (consecutive, continuing the cache):
   k, v, q        RowQuant [T, Hkv*d], [T, Hkv*d] (symmetric), [T, H*d], one scale per token
-  per kv head g: k_g = di_rope(k[:, g*d:(g+1)*d], positions)      -> appended to the K cache
+  per kv head g: k_g = heads(k[:, g*d:(g+1)*d])                       -> appended to the K cache
                  v rows are appended to the V cache as they are (symmetric, per-token scale)
   per head h (kv head g = h // (H / Hkv)), over the S cached positions:
-    q_h    = di_rope(q[:, h*d:(h+1)*d], positions)                      (qk_bits, per row)
+    q_h    = heads(q[:, h*d:(h+1)*d])                                   (qk_bits, per row)
     s_h    = di_matmul_wide(q_h, K_g)                                   [T, S], row scale
     s_h    = 0 where position s > p_t (causal; 0 is inside every dynamic range, so the masked
              entries do not change the row's quantization)
@@ -16,7 +16,12 @@ p_0..p_{T-1} (consecutive, continuing the cache):
     o_h    = di_matmul_av accumulator (prob_h, V_g)                     [T, d], scale 2^-(F + kref)
   out = quantize_rows(concat_h o_h, out_bits)  — every head shares the row scale, because the V
         cache's per-token scales (and so kref) are shared by all kv heads.
-The 1/sqrt(d) of scaled dot-product attention is folded into W_q at export.
+where heads(x) = di_rope(x, positions) at qk_bits, or, with ``qk_hadamard`` = 1,
+  heads(x) = di_hadamard(di_rope(x, positions) at rope_out_bits, size d) at qk_bits
+(QuaRot's rotation of queries and keys: (H q)·(H k) = d (q·k) with the ±1 matrix H, so the
+scores are unchanged up to the factor d, which the exporter folds into W_q with the 1/sqrt(d)
+of scaled dot-product attention; the rotation spreads a head's outlier channels before the
+qk_bits quantization).
 A score row whose values are all zero gets scale 1/1 before the softmax (all inputs equal: the
 softmax is uniform whatever the scale), so no zero multiplier reaches DI-Exp.
 
@@ -39,6 +44,7 @@ from ilsim.graph.format import GraphError
 from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
 from ilsim.kernels import attention as attention_kernels
 from ilsim.ops._common import row_scale_arrays
+from ilsim.ops.hadamard import hadamard_factors
 from ilsim.ops.matmul import fold_scales
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d
 from ilsim.ops.rope import check_rope_tables
@@ -75,7 +81,7 @@ class AttentionOp(GraphOp):
         "in_bits": (int, 8), "v_bits": (int, 8), "qk_bits": (int, 8), "rope_frac_bits": (int, 14),
         "score_acc_bits": (int, REQUIRED), "score_bits": (int, 16), "clip_num": (int, 15), "clip_den": (int, 1),
         "p_bits": (int, 8), "p_frac_bits": (int, 8), "av_acc_bits": (int, 48), "out_bits": (int, 8),
-        "exp_order": (int, 1),
+        "exp_order": (int, 1), "qk_hadamard": (int, 0), "rope_out_bits": (int, 16),
     }
 
     def check_shapes(self, node, graph, where):
@@ -85,6 +91,16 @@ class AttentionOp(GraphOp):
             raise GraphError(f"{where}: num_heads {h} is not a multiple of num_kv_heads {hkv}")
         if d % 2:
             raise GraphError(f"{where}: head_dim {d} must be even for RoPE")
+        if self.attr(node, "qk_hadamard") not in (0, 1):
+            raise GraphError(f"{where}: qk_hadamard must be 0 or 1, got {self.attr(node, 'qk_hadamard')!r}")
+        if self.attr(node, "qk_hadamard"):
+            rope_out = self.attr(node, "rope_out_bits")
+            if not 2 <= rope_out <= 16:
+                raise GraphError(f"{where}: rope_out_bits must be in [2, 16] (di_hadamard's in_bits), got {rope_out}")
+            try:
+                hadamard_factors(d)
+            except IlsimError as err:
+                raise GraphError(f"{where}: qk_hadamard needs a Hadamard size: head_dim {d}: {err}") from None
         for role in ("cos", "sin"):
             shape = tuple(graph.decls[node.params[role]].shape)
             if len(shape) != 2 or shape[1] != d // 2 or shape[0] < graph.model.max_positions:
@@ -125,12 +141,12 @@ class AttentionOp(GraphOp):
             """di_rope of every head at once: rows [heads, T], each with its token's scale."""
             per_head = x.q.reshape(t, heads, a["head_dim"]).transpose(1, 0, 2)
             return rope(per_head, x.zp, x.m, x.k, np.arange(t, dtype=np.int64), cos, sin, in_bits=a["in_bits"],
-                        in_signed=False, table_frac_bits=a["rope_frac_bits"], out_bits=a["qk_bits"],
+                        in_signed=False, table_frac_bits=a["rope_frac_bits"], out_bits=rope_out_width(a),
                         zero_rows="zero")
 
         def rotate_any(x: RowQuant, heads: int) -> RowQuant:
             fast = None if ctx.reference else _rotate_all_heads(x, heads, cos, sin, a, ctx.prepared.get(node.name))
-            return rotate(x, heads) if fast is None else fast
+            return head_hadamard(rotate(x, heads) if fast is None else fast, a, ctx.reference)
 
         _append(cache, rotate_any(k, a["num_kv_heads"]), v, a, node.name)
         qr = rotate_any(q, a["num_heads"])                               # [H, T, d]
@@ -143,6 +159,21 @@ class AttentionOp(GraphOp):
             _heads_by_group(a, qr, cache, positions, reference=False)
             raise AssertionError(f"attention {node.name}: the all-heads path raised {fast_error!r} where "
                                  f"the per-group path did not") from fast_error
+
+
+def rope_out_width(a: dict) -> int:
+    """di_rope's output width: qk_bits, or rope_out_bits when the per-head Hadamard follows."""
+    return a["rope_out_bits"] if a["qk_hadamard"] else a["qk_bits"]
+
+
+def head_hadamard(r: RowQuant, a: dict, reference: bool) -> RowQuant:
+    """The rotated heads r [heads, T, d] as the cache and the scores take them: r itself, or with
+    ``qk_hadamard`` di_hadamard of each row (size d, rope_out_bits in, qk_bits out, asymmetric)."""
+    if not a["qk_hadamard"]:
+        return r
+    hadamard = implementation("ilsim.ops.hadamard", "di_hadamard", reference)
+    return hadamard(r.q, r.zp, r.m, r.k, in_bits=a["rope_out_bits"], in_signed=False, out_bits=a["qk_bits"],
+                    out_symmetric=False, zero_rows="zero")
 
 
 def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked) -> RowQuant | None:
@@ -160,7 +191,7 @@ def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked
     rows_m = np.broadcast_to(np.asarray(x.m, dtype=np.int64), (heads, t)).reshape(-1)
     rows_k = np.broadcast_to(np.asarray(x.k, dtype=np.int64) + frac, (heads, t)).reshape(-1)
     try:
-        out = quantize_rows_2d(y.reshape(heads * t, d), rows_m, rows_k, bits=a["qk_bits"], symmetric=False,
+        out = quantize_rows_2d(y.reshape(heads * t, d), rows_m, rows_k, bits=rope_out_width(a), symmetric=False,
                                mbits=MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="di_rope.y")
     except IlsimError:
         return None
