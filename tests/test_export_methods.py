@@ -212,3 +212,68 @@ def test_the_query_key_hadamard_needs_method_rotate_and_a_hadamard_size():
     assert not ExportOptions(method="rotate").uses_qk_hadamard(10)      # no Hadamard matrix of order 10
     assert not ExportOptions(method="smooth+gptq").uses_qk_hadamard(64)
     assert not ExportOptions(method="rotate", qk_hadamard=False).uses_qk_hadamard(64)
+
+
+def _assert_contracts(graph, ids):
+    """Whole-model fast == reference, prefill + decode == one prefill, the width audit clean."""
+    fast, ref = Interpreter(graph), Interpreter(graph, reference=True)
+    a, b = fast.forward(ids, fast.new_state()), ref.forward(ids, ref.new_state())
+    for name, x, y in zip(a._fields, a, b):
+        assert np.array_equal(x, y), name
+    state = fast.new_state()
+    fast.forward(ids[:13], state)
+    assert all(np.array_equal(fast.forward(ids[t:t + 1], state).p[0], a.p[t]) for t in range(13, len(ids)))
+    audit = Interpreter(graph)
+    audit.audit = True
+    audit.forward(ids, audit.new_state())
+    assert [n for n, r in audit.widths.items() if r.used_bits() > r.bits] == []
+
+
+@pytest.mark.parametrize("method,pattern", [("sparsegpt", "unstructured"), ("sparsegpt", "2:4"),
+                                            ("wanda", "unstructured"), ("rotate+wanda+gptq", "2:4")])
+def test_pruning_methods_hit_their_sparsity_exactly_and_keep_the_contracts(checkpoint, method, pattern):
+    graph = export_model(checkpoint, text_ids(256, 1), ExportOptions(wbits=4, abits=8, method=method,
+                                                                     sparsity_pattern=pattern, **CALIB))
+    report = graph.quant["report"]["pruning"]
+    per_layer = sum(CONFIG.hidden_size * n for n in (48, 24, 24, 48)) + 3 * CONFIG.hidden_size * 96
+    assert report["weights"] == CONFIG.num_hidden_layers * per_layer
+    assert report["pruned"] * 2 == report["weights"] and report["sparsity"] == 0.5
+    assert report["zero_weights"] >= report["pruned"] and report["pattern"] == pattern
+    assert report["effective_bits"] == 3.0 and report["dense_bits"] == 4.0      # 4-bit codes: 0.5 x 4 + 1
+    zeros = 0
+    for node in graph.nodes:
+        if node.op == "di_matmul" and node.name != "lm_head":
+            q, zp = graph.constants[node.params["b"]].astype(np.int64), graph.constants[node.params["b_zp"]]
+            zeros += int((q == zp[:, None].astype(np.int64)).sum())
+            if pattern == "2:4":   # at most 2 non-zeros in every 4 consecutive inputs of a row
+                assert np.all((q != zp[:, None]).reshape(q.shape[0], -1, 4).sum(axis=-1) <= 2), node.name
+    assert zeros == report["zero_weights"]
+    _assert_contracts(graph, text_ids(20, 9))
+
+
+def test_sparsegpt_loses_less_than_wanda_with_round_to_nearest(checkpoint):
+    sparsegpt, _ = fake_quant_error(checkpoint, "sparsegpt", 4, 8)
+    wanda, _ = fake_quant_error(checkpoint, "wanda", 4, 8)
+    assert sparsegpt < wanda, (sparsegpt, wanda)
+
+
+def test_knowledge_distillation_lowers_its_loss_and_keeps_the_contracts(tmp_path):
+    """kd on a small random model (no planted outliers: a model whose logits are in the
+    thousands has KL divergences in the hundreds of nats): the distillation loss falls from its
+    start, the trained weights are exported on the grid they trained on, and the graph keeps the
+    contracts."""
+    pytest.importorskip("torch")
+    save_checkpoint(tmp_path, CONFIG, random_llama_weights(CONFIG, seed=3))
+    plain = load_checkpoint(tmp_path)
+    opts = ExportOptions(wbits=4, abits=4, method="kd", kd_steps=12, kd_lr=3e-4, kd_windows=4, **CALIB)
+    graph = export_model(plain, text_ids(512, 1), opts)
+    kd = graph.quant["report"]["kd"]
+    assert kd["kept"] and kd["loss_end"] < 0.9 * kd["loss_start"], kd
+    assert len(kd["step_losses"]) == 12 and kd["windows"] == 4
+    _assert_contracts(graph, text_ids(20, 9))
+    with pytest.raises(InputError, match="kd combines with rotate and smooth only"):
+        ExportOptions(method="kd+gptq").validate()
+    with pytest.raises(InputError, match="wanda and sparsegpt are two ways to prune"):
+        parse_method("wanda+sparsegpt")
+    with pytest.raises(InputError, match="sparsegpt already quantizes with GPTQ"):
+        parse_method("gptq+sparsegpt")

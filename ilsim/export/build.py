@@ -13,14 +13,22 @@ case, and emit the nodes.
 
 Methods (``ExportOptions.method``, '+'-joined, applied in this order whatever the spelling):
     rotate   residual-stream and value/output rotations folded offline, online di_hadamard on the
-             down projection's input
+             down projection's input and on each head's queries and keys after RoPE
     smooth   closed-form FSBR smoothing of the pairs in ``smooth_pairs`` (alpha ``smooth_alpha``)
     fsbr     learned FSBR (export/fsbr.py, needs torch: pip install 'ilsim[calibrate]'): the smoothing
              factors of those pairs and the per-channel weight clipping learned block by block from
              the closed-form start (so smooth+fsbr is fsbr); with gptq, GPTQ chooses its own grid
              and only the learned factors are kept
+    kd       knowledge-distillation quantization-aware training (LLM-QAT; export/kd.py, needs
+             torch): the linear weights fine-tuned through the export's own quantizers with the
+             float model as teacher, then rounded to nearest on the min/max grid they trained on
+    wanda    prune (export/prune.py) by |W| x input norm, ``sparsity`` / ``sparsity_pattern``, then
+             quantize with the mask held (round-to-nearest, or GPTQ with gptq)
     gptq     GPTQ weight rounding (export/gptq.py) instead of round-to-nearest
+    sparsegpt  SparseGPT: prune and GPTQ-quantize in one pass (``sparsity`` / ``sparsity_pattern``)
     rtn      none of these: round-to-nearest with the clipping search
+kd combines with rotate and smooth only; wanda and sparsegpt exclude each other; sparsegpt
+includes GPTQ (so gptq+sparsegpt is refused as redundant).
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
 from ilsim.errors import InputError
 from ilsim.export.calibrate import calibrate
-from ilsim.export.gptq import gptq_quantize_weight
+from ilsim.export.gptq import gptq_quantize_weight, sparsegpt_quantize_weight
+from ilsim.export.prune import wanda_mask
 from ilsim.export.rotate import down_weight_for_online_hadamard, rotate_checkpoint
 from ilsim.export.smoothing import FSBR_PAIRS, smooth_layer
 from ilsim.export.weights import quantize_weight
@@ -46,7 +55,11 @@ from ilsim.ops.rope import rope_tables
 
 MBITS = DEFAULT_MBITS
 #: The export methods, in the order they apply (module docstring).
-METHODS = ("rotate", "smooth", "fsbr", "gptq")
+METHODS = ("rotate", "smooth", "fsbr", "kd", "wanda", "gptq", "sparsegpt")
+#: Methods that need the calibration Hessians of the linear layers' inputs.
+HESSIAN_METHODS = ("wanda", "gptq", "sparsegpt")
+#: Methods that prune the seven linear layers of each decoder layer.
+PRUNING_METHODS = ("wanda", "sparsegpt")
 DEFAULT_METHOD = "rotate+gptq"
 
 
@@ -59,7 +72,15 @@ def parse_method(text: str) -> tuple[str, ...]:
                          "(e.g. rotate+smooth+gptq)")
     if "rtn" in parts and len(parts) > 1:
         raise InputError(f"export: method {text!r}: rtn means none of the others and cannot be combined")
-    return tuple(m for m in METHODS if m in parts)
+    chosen = tuple(m for m in METHODS if m in parts)
+    if "wanda" in chosen and "sparsegpt" in chosen:
+        raise InputError(f"export: method {text!r}: wanda and sparsegpt are two ways to prune; choose one")
+    if "gptq" in chosen and "sparsegpt" in chosen:
+        raise InputError(f"export: method {text!r}: sparsegpt already quantizes with GPTQ; drop gptq")
+    if "kd" in chosen and set(chosen) - {"rotate", "smooth", "kd"}:
+        raise InputError(f"export: method {text!r}: kd combines with rotate and smooth only (its weights are "
+                         "rounded on the grid they were trained on)")
+    return chosen
 
 
 @dataclass
@@ -118,6 +139,14 @@ class ExportOptions:
     fsbr_batch: int = 2                 # windows per AdamW step
     fsbr_dtype: str = "float64"         # torch arithmetic: float64 (reproducible) or float32 (faster)
     fsbr_threads: int = 1               # torch threads while learning (the result may depend on it)
+    sparsity: float = 0.5               # wanda / sparsegpt: the fraction of each linear's weights pruned
+    sparsity_pattern: str = "unstructured"   # or "N:M": N kept in every M (2:4); sparsity is then 1 - N/M
+    kd_steps: int = 100                 # kd (export/kd.py): AdamW steps
+    kd_lr: float = 1e-5                 # AdamW learning rate of the weights (LLM-QAT's 2e-5 order)
+    kd_windows: int = 8                 # calibration windows of calib_context tokens the student learns on
+    kd_batch: int = 1                   # windows per step
+    kd_dtype: str = "float32"           # torch arithmetic: float32 (fast) or float64
+    kd_threads: int = 1                 # torch threads while training (the result may depend on it)
 
     def weight_bits(self, cls: str) -> int:
         if cls == "lm_head":
@@ -171,10 +200,24 @@ class ExportOptions:
             raise InputError("export: fsbr learning rates must be > 0 and fsbr_weight_decay >= 0")
         if self.fsbr_dtype not in ("float32", "float64"):
             raise InputError(f"export: fsbr_dtype must be float32 or float64, got {self.fsbr_dtype!r}")
-        if "fsbr" in methods:
-            from ilsim.export.fsbr import require_torch
+        if self.kd_dtype not in ("float32", "float64"):
+            raise InputError(f"export: kd_dtype must be float32 or float64, got {self.kd_dtype!r}")
+        if min(self.kd_steps + 1, self.kd_windows, self.kd_batch, self.kd_threads) < 1 or not self.kd_lr > 0:
+            raise InputError(f"export: kd_steps must be >= 0, kd_windows, kd_batch, kd_threads >= 1 and kd_lr > 0, "
+                             f"got {self.kd_steps}, {self.kd_windows}, {self.kd_batch}, {self.kd_threads}, {self.kd_lr}")
+        self.sparsity_spec()
+        for method in ("fsbr", "kd"):
+            if method in methods:
+                from ilsim.export.fsbr import require_torch
 
-            require_torch("fsbr")
+                require_torch(method)
+
+    def sparsity_spec(self):
+        """The checked prune.Sparsity of ``sparsity`` and ``sparsity_pattern``."""
+        from ilsim.export.prune import parse_sparsity
+
+        pattern = str(self.sparsity_pattern)
+        return parse_sparsity(None if ":" in pattern else self.sparsity, pattern)
 
 
 class _Progress:
@@ -225,11 +268,45 @@ def quantize_gain(gain: np.ndarray, name: str) -> tuple[np.ndarray, int]:
     return q.astype(np.int32), k
 
 
+@dataclass
+class PruningTally:
+    """What the pruned linears hold: weights, pruned ones (the masks), stored zeros (codes equal
+    to the zero point: the pruned ones and any that rounded to 0), and their sparse-storage bits."""
+
+    weights: int = 0
+    pruned: int = 0
+    zeros: int = 0
+    storage_bits: float = 0.0
+    dense_bits: int = 0
+    pattern: str = ""
+
+    def add(self, name: str, qw, mask: np.ndarray, sparsity) -> None:
+        from ilsim.export.prune import effective_bits
+
+        zero = qw.q.astype(np.int64) == qw.zp[:, None]
+        if not np.all(zero[mask]):
+            raise AssertionError(f"export: {name}: a pruned weight is not stored as its zero point")
+        pruned = int(mask.sum())
+        self.weights += mask.size
+        self.pruned += pruned
+        self.zeros += int(zero.sum())
+        self.storage_bits += effective_bits(qw.bits, pruned, mask.size, sparsity) * mask.size
+        self.dense_bits += qw.bits * mask.size
+        self.pattern = sparsity.pattern
+
+    def report(self) -> dict:
+        """The graph's record (``graph.quant["report"]["pruning"]``)."""
+        return {"pattern": self.pattern, "weights": self.weights, "pruned": self.pruned,
+                "sparsity": self.pruned / self.weights, "zero_weights": self.zeros,
+                "effective_bits": self.storage_bits / self.weights, "dense_bits": self.dense_bits / self.weights}
+
+
 class _GraphBuilder:
     """Collects constants (with declarations) and nodes."""
 
     def __init__(self):
         self.constants, self.decls, self.nodes = {}, {}, []
+        self.pruning = PruningTally()
 
     def const(self, name: str, array: np.ndarray, bits: int, signed: bool) -> str:
         self.constants[name] = np.ascontiguousarray(array)
@@ -243,16 +320,30 @@ class _GraphBuilder:
 
     def linear(self, name: str, a: str, w: np.ndarray, wbits: int, abits: int, out_bits: int,
                out_symmetric: bool = False, wide: bool = False, hessian: np.ndarray | None = None,
-               opts: "ExportOptions | None" = None, clip: np.ndarray | None = None) -> str:
-        """A di_matmul node; the weight rounded by GPTQ against ``hessian`` when one is given, else
-        round-to-nearest on the grid of the per-row clip ratios ``clip`` (learned FSBR: the
-        one-entry grid, a ratio per row, which quantize_rows broadcasts) or the clipping search's."""
-        if hessian is None:
-            grid = {} if clip is None else {"clip_grid": (np.asarray(clip, dtype=np.float64),)}
-            qw = quantize_weight(w, wbits, name=name, **grid)
-        else:
+               opts: "ExportOptions | None" = None, clip: np.ndarray | None = None, prune: bool = False) -> str:
+        """A di_matmul node. The weight is pruned when ``prune`` and the method prunes (wanda's
+        mask, or sparsegpt's while it quantizes), then rounded by GPTQ against ``hessian`` when
+        the method has gptq, else to nearest on the grid of the per-row clip ratios ``clip``
+        (learned FSBR, kd: the one-entry grid, a ratio per row, which quantize_rows broadcasts) or
+        the clipping search's. A pruned weight is stored as its row's zero point (exactly 0)."""
+        methods = parse_method(opts.method) if opts is not None else ()
+        prune = prune and any(m in methods for m in PRUNING_METHODS)
+        mask = None
+        if prune and hessian is None:
+            raise InputError(f"export: {name}: pruning needs the layer's calibration Hessian")
+        if prune and "wanda" in methods:
+            mask = wanda_mask(w, hessian, opts.sparsity_spec(), name)
+        if prune and "sparsegpt" in methods:
+            qw, mask = sparsegpt_quantize_weight(w, hessian, wbits, opts.sparsity_spec(),
+                                                 percdamp=opts.gptq_percdamp, name=name)
+        elif hessian is not None and "gptq" in methods:
             qw = gptq_quantize_weight(w, hessian, wbits, percdamp=opts.gptq_percdamp,
-                                      act_order=opts.gptq_act_order, name=name)
+                                      act_order=opts.gptq_act_order, mask=mask, name=name)
+        else:
+            grid = {} if clip is None else {"clip_grid": (np.asarray(clip, dtype=np.float64),)}
+            qw = quantize_weight(w if mask is None else np.where(mask, 0.0, w), wbits, name=name, **grid)
+        if prune:
+            self.pruning.add(name, qw, mask, opts.sparsity_spec())
         b = self.const(f"{name}.b", qw.q, wbits, False)
         b_zp = self.const(f"{name}.b_zp", qw.zp.astype(np.uint8), wbits, False)
         b_m = self.const(f"{name}.b_m", qw.m.astype(np.uint16), MBITS, False)
@@ -309,9 +400,10 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
     # checkpoint exported to different graphs on different machines. In float64 the difference is
     # ~1e-16 relative, far below any rounding threshold the export has in practice.
     model = FloatLlama(checkpoint, dtype=np.float64)
-    windows = max(opts.calib_windows, opts.gptq_calib_windows) if "gptq" in methods else opts.calib_windows
+    hessians = any(m in methods for m in HESSIAN_METHODS)
+    windows = max(opts.calib_windows, opts.gptq_calib_windows) if hessians else opts.calib_windows
     stats = calibrate(model, calib_ids, opts.calib_context, windows,
-                      progress=_Progress("calibrate", 0, progress), hessians="gptq" in methods)
+                      progress=_Progress("calibrate", 0, progress), hessians=hessians)
     del model
     learned = None
     if "fsbr" in methods:
@@ -319,6 +411,12 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
 
         learned = learn_fsbr(checkpoint, calib_ids, opts, progress=_Progress("fsbr", cfg.num_hidden_layers, progress),
                              stats=stats)
+    kd_report = None
+    if "kd" in methods:
+        from ilsim.export.kd import learn_kd
+
+        checkpoint, learned, kd_report = learn_kd(checkpoint, calib_ids, opts, stats=stats,
+                                                  progress=_Progress("kd", opts.kd_steps, progress))
     eps_d = dyadic_from_scale(cfg.rms_norm_eps, 32)
     h, hkv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     max_positions = opts.max_positions or cfg.max_position_embeddings
@@ -357,7 +455,7 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
         if "rotate" in methods:
             w["down"] = down_weight_for_online_hadamard(w["down"])
         hess = _layer_hessians(stats[i], input_div, online_hadamard="rotate" in methods)
-        lin = functools.partial(gb.linear, opts=opts)
+        lin = functools.partial(gb.linear, opts=opts, prune=True)
         p = f"layers.{i}"
         x = gb.rmsnorm(f"{p}.attn_norm", stream, w["attn_norm"], eps_d, opts, a)
         q = lin(f"{p}.q_proj", x, w["q"], opts.weight_bits("q"), a, inner, hessian=hess.get("attn_in"),
@@ -409,5 +507,12 @@ def export_model(checkpoint, calib_ids: np.ndarray, opts: ExportOptions | None =
                      bos_token_id=cfg.bos_token_id, eos_token_id=(cfg.eos_token_ids[0] if cfg.eos_token_ids else None),
                      name=name)
     quant = {key: (list(val) if isinstance(val, tuple) else val) for key, val in asdict(opts).items()}
+    report = {}
+    if gb.pruning.weights:
+        report["pruning"] = gb.pruning.report()
+    if kd_report is not None:
+        report["kd"] = kd_report
+    if report:
+        quant["report"] = report
     return Graph(model=info, nodes=gb.nodes, constants=gb.constants, decls=gb.decls, quant=quant,
                  tokenizer_json=tokenizer_json, source=name or "<export>")

@@ -100,23 +100,57 @@ def output_error(w: np.ndarray, w_hat: np.ndarray, hessian: np.ndarray) -> np.nd
 
 def gptq_quantize_weight(w: np.ndarray, hessian: np.ndarray, bits: int, *, block_size: int = 128,
                          percdamp: float = 0.01, act_order: bool = False, clip_grid=GPTQ_CLIP_GRID,
-                         clip_search: str = "hessian", mbits: int = DEFAULT_MBITS,
+                         clip_search: str = "hessian", mbits: int = DEFAULT_MBITS, mask: np.ndarray | None = None,
                          name: str = "weight") -> QuantWeight:
     """Quantize a float [N, K] weight per output channel with GPTQ against ``hessian`` [K, K].
 
     Returns the QuantWeight that quantize_weight would return for the same grid format (so the
     two are interchangeable in an export), with codes chosen by GPTQ's error feedback on exactly
-    the stored dyadic grid. Deterministic. InputError naming ``name`` for a bad shape, bits,
+    the stored dyadic grid. ``mask`` [N, K] (True: pruned, e.g. Wanda's): the grid is chosen
+    with those weights at 0, they are stored as their row's zero point (exactly 0), and their
+    error w - 0 is fed forward like any rounding error (SparseGPT's update with a given mask). Deterministic. InputError naming ``name`` for a bad shape, bits,
     option, a non-finite value, a negative diagonal, an all-zero H, or an H that stays
     indefinite after DAMP_RETRIES.
     """
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != np.shape(w):
+            raise InputError(f"{name}: mask shape {mask.shape} differs from the weight's {np.shape(w)}")
+    return _gptq(w, hessian, bits, block_size, percdamp, act_order, clip_grid, clip_search, mbits, name,
+                 fixed=mask)[0]
+
+
+def sparsegpt_quantize_weight(w: np.ndarray, hessian: np.ndarray, bits: int, sparsity, *, block_size: int = 128,
+                              percdamp: float = 0.01, clip_grid=GPTQ_CLIP_GRID, clip_search: str = "hessian",
+                              mbits: int = DEFAULT_MBITS, name: str = "weight") -> tuple[QuantWeight, np.ndarray]:
+    """SparseGPT (arXiv 2301.00774): prune and quantize w [N, K] in one GPTQ pass (export/prune.py
+    describes the mask selection); (the QuantWeight, the mask [N, K], True where pruned).
+
+    As in the authors' code: the grid is chosen on the dense weight, columns go in their own
+    order (no act_order: N:M groups are consecutive input channels), the mask of an unstructured
+    block is chosen when the block starts, an N:M group's when its first column is reached.
+    ``block_size`` must be a multiple of M. Pruned weights are stored as the zero point (exactly 0)."""
+    from ilsim.export.prune import check_shape
+
+    check_shape(np.asarray(w), sparsity, name)
+    if sparsity.structured and block_size % sparsity.group:
+        raise InputError(f"{name}: block_size {block_size} must be a multiple of {sparsity.group} for "
+                         f"{sparsity.pattern} sparsity")
+    return _gptq(w, hessian, bits, block_size, percdamp, False, clip_grid, clip_search, mbits, name, prune=sparsity)
+
+
+def _gptq(w, hessian, bits, block_size, percdamp, act_order, clip_grid, clip_search, mbits, name, *,
+          fixed=None, prune=None) -> tuple[QuantWeight, np.ndarray]:
+    """GPTQ with an optional fixed mask or SparseGPT's mask selection; (QuantWeight, mask)."""
     w = np.array(w, dtype=np.float64)  # a copy: dead columns are zeroed in it
     h = _check_inputs(w, hessian, bits, block_size, percdamp, clip_search, mbits, name)
     levels = (1 << bits) - 1
     dead = np.diag(h) == 0
     w[:, dead] = 0.0
     h[dead, dead] = 1.0
-    zp, scale = _choose_grid(w, h, levels, clip_grid, clip_search)
+    # the grid of the weights that remain (a fixed mask's are 0); the loop starts from the dense
+    # weights, so the pruned ones' error w - 0 is fed forward like any rounding error
+    zp, scale = _choose_grid(w if fixed is None else np.where(fixed, 0.0, w), h, levels, clip_grid, clip_search)
     try:
         m, shift = dyadic_scales(scale, mbits)
     except InputError as exc:
@@ -124,6 +158,7 @@ def gptq_quantize_weight(w: np.ndarray, hessian: np.ndarray, bits: int, *, block
     m[~np.any(w != 0, axis=1)] = 0
     zp[m == 0] = 0
     q = np.zeros(w.shape, dtype=np.uint8)
+    pruned = np.zeros(w.shape, dtype=bool) if fixed is None else fixed.copy()
     active = np.flatnonzero(m > 0)
     if active.size:
         perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(w.shape[1])
@@ -131,10 +166,12 @@ def gptq_quantize_weight(w: np.ndarray, hessian: np.ndarray, bits: int, *, block
         s = m[active].astype(np.float64) / float(1 << shift)   # exact: m < 2^mbits, shift <= 63
         for start in range(0, active.size, ROW_CHUNK):
             rows = active[start:start + ROW_CHUNK]
-            codes = _gptq_rows(w[np.ix_(rows, perm)], u, s[start:start + ROW_CHUNK],
-                               zp[rows].astype(np.float64), levels, block_size)
+            codes, chunk_mask = _gptq_rows(w[np.ix_(rows, perm)], u, s[start:start + ROW_CHUNK],
+                                           zp[rows].astype(np.float64), levels, block_size,
+                                           fixed=None if fixed is None else fixed[np.ix_(rows, perm)], prune=prune)
             q[np.ix_(rows, perm)] = codes
-    return QuantWeight(q=q, zp=zp.astype(np.int64), m=m, shift=shift, bits=bits)
+            pruned[np.ix_(rows, perm)] = chunk_mask
+    return QuantWeight(q=q, zp=zp.astype(np.int64), m=m, shift=shift, bits=bits), pruned
 
 
 def _check_inputs(w, hessian, bits, block_size, percdamp, clip_search, mbits, name) -> np.ndarray:
@@ -208,26 +245,39 @@ def _inverse_hessian_factor(h: np.ndarray, percdamp: float, name: str) -> np.nda
 
 
 def _gptq_rows(w: np.ndarray, u: np.ndarray, scale: np.ndarray, zp: np.ndarray, levels: int,
-               block_size: int) -> np.ndarray:
+               block_size: int, fixed: np.ndarray | None = None, prune=None) -> tuple[np.ndarray, np.ndarray]:
     """GPTQ's column loop on rows w [R, K] (columns already in processing order) with the fixed
-    per-row grid (scale, zp); returns the codes [R, K] uint8.
+    per-row grid (scale, zp); returns the codes [R, K] uint8 and the pruned mask [R, K]: ``fixed``
+    (given), or SparseGPT's selection by ``prune`` (a prune.Sparsity), or none. A pruned weight's
+    code is its row's zero point.
 
     Works on W^T, so that a column is one contiguous row of memory. Within a block the updates
     are left-looking: column i takes the feedback of the block's earlier columns when it is
     reached (one matrix-vector product, W[:, i] - err[:, i1:i] U[i1:i, i]) instead of every
     column pushing a rank-1 update onto the rest of the block; the same sums, in another order,
     and half the memory traffic. Across blocks: one matrix product, as in the paper."""
+    from ilsim.export.prune import group_mask, lowest_mask, prune_count
+
     wt = np.ascontiguousarray(w.T)            # [K, R], updated in place
     k, r = wt.shape
     qt = np.empty(wt.shape, dtype=np.uint8)
+    mt = np.zeros((k, r), dtype=bool) if fixed is None else np.ascontiguousarray(fixed.T)
+    diag = np.diag(u)
     for i1 in range(0, k, block_size):
         i2 = min(i1 + block_size, k)
         err = np.empty((i2 - i1, r))
+        if prune is not None and not prune.structured:     # the block's mask: lowest w² / U_jj², all rows
+            scores = (wt[i1:i2] / diag[i1:i2, None]) ** 2
+            mt[i1:i2] = lowest_mask(scores, prune_count(scores.size, prune.fraction))
         for i in range(i1, i2):
+            if prune is not None and prune.structured and (i - i1) % prune.group == 0:
+                j2 = i + prune.group                        # the group's values with the feedback so far
+                cols = wt[i:j2] - u[i1:i, i:j2].T @ err[:i - i1] if i > i1 else wt[i:j2]
+                mt[i:j2] = group_mask(((cols / diag[i:j2, None]) ** 2).T, prune.keep, prune.group).T
             col = wt[i] - u[i1:i, i] @ err[:i - i1] if i > i1 else wt[i]
-            code = np.clip(np.rint(col / scale) + zp, 0, levels)
+            code = np.where(mt[i], zp, np.clip(np.rint(col / scale) + zp, 0, levels))
             qt[i] = code
             err[i - i1] = (col - (code - zp) * scale) / u[i, i]
         if i2 < k:
             wt[i2:] -= u[i1:i2, i2:].T @ err
-    return qt.T
+    return qt.T, mt.T
