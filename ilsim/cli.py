@@ -69,6 +69,9 @@ def _export_options(args):
         kw["method"] = args.method
     if getattr(args, "context", None):
         kw["max_positions"] = args.context
+    for name in ("sparsity", "sparsity_pattern", "kd_steps"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
     return ExportOptions(**kw)
 
 
@@ -350,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         from ilsim.export.build import DEFAULT_METHOD, METHODS
 
         p.add_argument("--method", help=f"export method: {', '.join(METHODS)} or rtn, joined with '+' "
-                       f"(e.g. rotate+smooth+gptq; default {DEFAULT_METHOD}); see the README's 'Export methods'")
+                       f"(e.g. rotate+smooth+gptq, rotate+wanda+gptq; default {DEFAULT_METHOD}); see docs/export.md")
 
     p = add("ops", cmd_ops, "list the operators; --demo runs each on a sample")
     p.add_argument("--demo", action="store_true")
@@ -363,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", metavar="CLASS=BITS",
                    help="weight bits for one class: q, k, v, o, gate, up, down, lm_head")
     p.add_argument("--context", type=int, help="maximum positions of the graph (default: the model's)")
+    p.add_argument("--sparsity", type=float, help="wanda / sparsegpt: fraction of each linear's weights pruned "
+                   "(default 0.5)")
+    p.add_argument("--sparsity-pattern", help="wanda / sparsegpt: unstructured (default) or N:M, e.g. 2:4")
+    p.add_argument("--kd-steps", type=int, help="kd: AdamW steps of the distillation (default 100)")
     p = add("inspect", cmd_inspect, "describe a graph file")
     p.add_argument("graph")
     p.add_argument("--nodes", action="store_true", help="list every node with its attributes")

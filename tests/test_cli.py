@@ -206,3 +206,17 @@ def test_counts_prompts_and_destinations_are_checked_before_any_work(workspace, 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert "is a file, not a directory" in fails(capsys, "export", src, str(blocker / "sub" / "g.ilsim"))
+
+
+def test_export_prunes_with_the_pattern_given_and_refuses_a_bad_one(capsys, workspace, tmp_path):
+    out = tmp_path / "sparse.ilsim"
+    run_json(capsys, "export", str(workspace / "tiny-llama"), str(out), "--wbits", "4", "--abits", "8",
+             "--method", "sparsegpt", "--sparsity-pattern", "2:4", "--calib", str(workspace / "calib.txt"))
+    from ilsim.graph.format import load_graph
+
+    pruning = load_graph(out).quant["report"]["pruning"]
+    assert pruning["pattern"] == "2:4" and pruning["sparsity"] == 0.5
+    assert "sparsity pattern must be 'unstructured' or 'N:M'" in fails(
+        capsys, "export", str(workspace / "tiny-llama"), str(tmp_path / "bad.ilsim"), "--method", "wanda",
+        "--sparsity-pattern", "2-4", "--calib", str(workspace / "calib.txt"))
+    assert not (tmp_path / "bad.ilsim").exists()
