@@ -364,6 +364,24 @@ def quantized_block_weights(weights: dict, factors: dict, clips: dict, spec: Blo
     return w
 
 
+def block_tables(t, cfg, opts, context: int, spec: BlockSpec) -> tuple:
+    """What block_forward needs besides the weights, as tensors made by ``t``: the export's RoPE
+    tables (cos, sin at 2^-rope_frac_bits, [context, head_dim / 2]) for the fake-quant block, the
+    float angles' (cos, sin) for the float block, and the ±1 Hadamard matrix of the down
+    projection's online transform (None without one)."""
+    from ilsim.ops.hadamard import hadamard_matrix
+    from ilsim.ops.rope import rope_tables
+
+    tables = rope_tables(context, cfg.head_dim, cfg.rope_theta, opts.rope_frac_bits)
+    unit = float(1 << opts.rope_frac_bits)
+    rope_q = (t(tables.cos / unit), t(tables.sin / unit))
+    inv_freq = 1.0 / cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim)
+    angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
+    rope_f = (t(np.cos(angles)), t(np.sin(angles)))
+    hadamard = t(hadamard_matrix(cfg.intermediate_size).astype(np.float64)) if spec.online_hadamard else None
+    return rope_q, rope_f, hadamard
+
+
 def learn_fsbr(checkpoint, calib_ids: np.ndarray, opts, progress: Callable[[int, int], None] | None = None,
                stats: list | None = None) -> list[LayerFactors]:
     """Learn the smoothing factors and weight clipping of every layer of ``checkpoint`` (the model
@@ -374,8 +392,6 @@ def learn_fsbr(checkpoint, calib_ids: np.ndarray, opts, progress: Callable[[int,
     from ilsim.export.build import parse_method
     from ilsim.float_model import FloatLlama
     from ilsim.ops.embedding import quantize_embedding_table
-    from ilsim.ops.hadamard import hadamard_matrix
-    from ilsim.ops.rope import rope_tables
 
     torch = require_torch()
     dtype = {"float32": torch.float32, "float64": torch.float64}[opts.fsbr_dtype]
@@ -400,12 +416,7 @@ def learn_fsbr(checkpoint, calib_ids: np.ndarray, opts, progress: Callable[[int,
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         x_float = t(np.asarray(checkpoint.embed_tokens, dtype=np.float64)[used][windows])
         x_quant = t(table.q[windows].astype(np.float64) * table_scale[windows][..., None])
-        tables = rope_tables(context, cfg.head_dim, cfg.rope_theta, opts.rope_frac_bits)
-        rope_q = (t(tables.cos / float(1 << opts.rope_frac_bits)), t(tables.sin / float(1 << opts.rope_frac_bits)))
-        inv_freq = 1.0 / cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim)
-        angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
-        rope_f = (t(np.cos(angles)), t(np.sin(angles)))
-        hadamard = t(hadamard_matrix(cfg.intermediate_size).astype(np.float64)) if spec.online_hadamard else None
+        rope_q, rope_f, hadamard = block_tables(t, cfg, opts, context, spec)
         batches = [slice(b, min(b + opts.fsbr_batch, count)) for b in range(0, count, opts.fsbr_batch)]
         out = []
         for i in range(cfg.num_hidden_layers):

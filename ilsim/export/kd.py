@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 
 from ilsim.errors import InputError
-from ilsim.export.fsbr import LINEARS, BlockSpec, LayerFactors, block_forward, closed_form_start, \
+from ilsim.export.fsbr import LINEARS, BlockSpec, LayerFactors, block_forward, block_tables, closed_form_start, \
     fake_quant_asym, quantized_block_weights, require_torch, _deterministic, _layer_arrays
 
 #: checkpoint weight names of the trained linears, by LINEARS class
@@ -59,8 +59,6 @@ def learn_kd(checkpoint, calib_ids: np.ndarray, opts, stats: list | None = None,
     from ilsim.export.build import parse_method
     from ilsim.export.weights import quantize_weight
     from ilsim.ops.embedding import quantize_embedding_table
-    from ilsim.ops.hadamard import hadamard_matrix
-    from ilsim.ops.rope import rope_tables
 
     torch = require_torch("kd")
     started = time.perf_counter()
@@ -91,12 +89,7 @@ def learn_kd(checkpoint, calib_ids: np.ndarray, opts, stats: list | None = None,
 
     with _deterministic(torch, opts.kd_threads):
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
-        tables = rope_tables(context, cfg.head_dim, cfg.rope_theta, opts.rope_frac_bits)
-        rope_q = (t(tables.cos / float(1 << opts.rope_frac_bits)), t(tables.sin / float(1 << opts.rope_frac_bits)))
-        inv_freq = 1.0 / cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim)
-        angles = np.outer(np.arange(context, dtype=np.float64), inv_freq)
-        rope_f = (t(np.cos(angles)), t(np.sin(angles)))
-        hadamard = t(hadamard_matrix(cfg.intermediate_size).astype(np.float64)) if spec.online_hadamard else None
+        rope_q, rope_f, hadamard = block_tables(t, cfg, opts, context, spec)
         fixed = [{key: t(w[key]) for key in ("attn_norm", "mlp_norm")} for w in layers]
         trained = [{name: t(w[name]).requires_grad_(True) for name in LINEARS} for w in layers]
         smooth = [{pair: t(s) for pair, s in f.items()} for f in factors]
