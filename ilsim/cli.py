@@ -31,6 +31,34 @@ from pathlib import Path
 from ilsim.errors import IlsimError
 
 
+def int_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]; anything else is a usage error (exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {'inf' if high is None else high}]")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def fraction_between(low: float, high: float):
+    """An argparse type: a number strictly between low and high."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low < value < high:
+            raise argparse.ArgumentTypeError(f"{value} is outside ({low}, {high})")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
 def _emit(args, payload: dict, text: str) -> None:
     print(json.dumps(payload, indent=1, sort_keys=True) if args.json else text)
 
@@ -67,7 +95,7 @@ def _export_options(args):
           "overrides": _parse_overrides(getattr(args, "override", None))}
     if getattr(args, "method", None):
         kw["method"] = args.method
-    if getattr(args, "context", None):
+    if getattr(args, "context", None) is not None:
         kw["max_positions"] = args.context
     for name in ("sparsity", "sparsity_pattern", "kd_steps"):
         if getattr(args, name, None) is not None:
@@ -345,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def add_widths(p):
-        p.add_argument("--wbits", type=int, help="weight bits for a checkpoint (2..8, default 8)")
-        p.add_argument("--abits", type=int, help="activation bits for a checkpoint (2..8, default 8)")
+        p.add_argument("--wbits", type=int_at_least(2, 8), help="weight bits for a checkpoint (2..8, default 8)")
+        p.add_argument("--abits", type=int_at_least(2, 8), help="activation bits for a checkpoint (2..8, default 8)")
         add_method(p)
 
     def add_method(p):
@@ -365,18 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "ilsim/data/calib_mix.txt for every other model)")
     p.add_argument("--override", action="append", metavar="CLASS=BITS",
                    help="weight bits for one class: q, k, v, o, gate, up, down, lm_head")
-    p.add_argument("--context", type=int, help="maximum positions of the graph (default: the model's)")
-    p.add_argument("--sparsity", type=float, help="wanda / sparsegpt: fraction of each linear's weights pruned "
+    p.add_argument("--context", type=int_at_least(2), help="maximum positions of the graph (default: the model's)")
+    p.add_argument("--sparsity", type=fraction_between(0, 1), help="wanda / sparsegpt: fraction of each linear's weights pruned "
                    "(default 0.5)")
     p.add_argument("--sparsity-pattern", help="wanda / sparsegpt: unstructured (default) or N:M, e.g. 2:4")
-    p.add_argument("--kd-steps", type=int, help="kd: AdamW steps of the distillation (default 100)")
+    p.add_argument("--kd-steps", type=int_at_least(1), help="kd: AdamW steps of the distillation (default 100)")
     p = add("inspect", cmd_inspect, "describe a graph file")
     p.add_argument("graph")
     p.add_argument("--nodes", action="store_true", help="list every node with its attributes")
     p = add("generate", cmd_generate, "generate text (greedy)")
     p.add_argument("model", nargs="?", default=None)
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--max-new-tokens", type=int_at_least(0), default=40)
     p.add_argument("--float", action="store_true", help="run the float reference model instead")
     p.add_argument("--reference", action="store_true", help="run every node on the scalar reference (slow)")
     p.add_argument("--trace", action="append", metavar="NODE_GLOB",
@@ -386,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ppl", cmd_ppl, "perplexity and top-1 accuracy on a text file")
     p.add_argument("model", nargs="?", default=None)
     p.add_argument("--text", required=True)
-    p.add_argument("--context", type=int, help="window length (default: min(256, the model's context))")
-    p.add_argument("--max-tokens", type=int, help="use only the first N tokens of the text")
+    p.add_argument("--context", type=int_at_least(2), help="window length (default: min(256, the model's context))")
+    p.add_argument("--max-tokens", type=int_at_least(2), help="use only the first N tokens of the text")
     p.add_argument("--float", action="store_true", help="the float model (a checkpoint, not a graph)")
     p.add_argument("--fake-quant", action="store_true",
                    help="the graph's quantizer in float arithmetic (see ilsim.fakequant), instead of integers")
@@ -398,10 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", default="w8a8,w6a6,w4a8,w4a4,w2a2", help="comma-separated WnAm (default: %(default)s)")
     p.add_argument("--text", action="append", metavar="FILE",
                    help="evaluation text, repeatable (default: the shipped evaluation texts, ilsim/data/README.md)")
-    p.add_argument("--context", type=int, default=512, help="perplexity window in tokens (default 512)")
-    p.add_argument("--max-tokens", type=int, default=4096,
+    p.add_argument("--context", type=int_at_least(2), default=512, help="perplexity window in tokens (default 512)")
+    p.add_argument("--max-tokens", type=int_at_least(0), default=4096,
                    help="first N tokens of each text (default 4096; 0: the whole text)")
-    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt (default 32)")
+    p.add_argument("--new-tokens", type=int_at_least(0), default=32, help="greedy tokens per prompt (default 32)")
     p.add_argument("--calib", help="calibration text for the exports (default: the model's default)")
     add_method(p)
     p.add_argument("--engines", nargs="+", default=["fake_quant", "integer"], choices=["fake_quant", "integer"])
@@ -417,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("audit", cmd_audit, "bit-width audit of a short run")
     p.add_argument("model", nargs="?", default=None)
     p.add_argument("--prompt", default="To be, or not to be")
-    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int_at_least(0), default=8)
     add_widths(p)
     p = add("golden", cmd_golden, "write golden vectors (docs/golden.md)")
     p.add_argument("what", choices=["ops", "model"], help="ops: per-operator vectors; model: a model run's nodes")
@@ -425,12 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ops: OUT; model: [MODEL] OUT (default model: the shipped one). OUT is replaced "
                         "atomically if it holds golden vectors")
     p.add_argument("--ops", nargs="+", metavar="OP", help="ops: operators (default: every one with golden cases)")
-    p.add_argument("--cases", type=int, default=4, help="ops: seeded random cases per configuration (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="ops: run seed (default 0)")
+    p.add_argument("--cases", type=int_at_least(1), default=4, help="ops: seeded random cases per configuration (default 4)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="ops: run seed (default 0)")
     p.add_argument("--formats", nargs="+", metavar="FMT", help="npy safetensors hex h (default: npy safetensors hex)")
     p.add_argument("--prompt", default="To be, or not to be", help="model: the prompt of the traced run")
-    p.add_argument("--new-tokens", type=int, default=2, help="model: decode steps after the prefill (default 2)")
-    p.add_argument("--layers", nargs="+", type=int, help="model: only these layers' nodes (plus embed, final norm, head)")
+    p.add_argument("--new-tokens", type=int_at_least(0), default=2, help="model: decode steps after the prefill (default 2)")
+    p.add_argument("--layers", nargs="+", type=int_at_least(0), help="model: only these layers' nodes (plus embed, final norm, head)")
     add_widths(p)
     p = add("verify", cmd_verify, "compare result files with golden vectors; exit 1 on a mismatch (docs/golden.md)")
     p.add_argument("golden", help="golden-vector directory (with manifest.json)")

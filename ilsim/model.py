@@ -85,7 +85,11 @@ class Tokenizer:
             raise InputError(f"{source}: no tokenizer (a checkpoint needs tokenizer.json; a graph carries it)")
         from tokenizers import Tokenizer as HFTokenizer
 
-        self._tok = HFTokenizer.from_str(json_text)
+        try:
+            self._tok = HFTokenizer.from_str(json_text)
+        except Exception as err:   # tokenizers raises its own Exception type for a malformed file
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{source}: corrupt tokenizer (tokenizer.json text): {message[:200]}") from None
 
     def encode(self, text: str) -> np.ndarray:
         return np.array(self._tok.encode(text).ids, dtype=np.int64)
@@ -106,6 +110,9 @@ class IntegerLM:
     reference: bool = False
 
     def __post_init__(self):
+        from ilsim.graph.validate import require_logits_output
+
+        require_logits_output(self.graph)
         self.interpreter = Interpreter(self.graph, reference=self.reference)
         self.tokenizer = Tokenizer(self.graph.tokenizer_json, self.graph.source)
 

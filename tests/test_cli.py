@@ -49,7 +49,12 @@ def run_json(capsys, *argv):
 
 
 def fails(capsys, *argv) -> str:
-    assert main(list(argv)) == 2
+    """stderr of a command that must fail with status 2 (an ilsim error, or argparse's usage error)."""
+    try:
+        status = main(list(argv))
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
     return capsys.readouterr().err
 
 
@@ -192,14 +197,30 @@ def test_ppl_on_a_text_shorter_than_the_window_uses_the_text_length_and_says_so(
     assert main(["ppl", str(graph_path), "--text", str(short)]) == 0
     assert "using one window of 20 tokens" in capsys.readouterr().err
     assert "--context 500" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--context", "500")
-    assert "--max-tokens -300" in fails(capsys, "ppl", str(graph_path), "--text", str(short), "--max-tokens", "-300")
+    assert "--max-tokens: -300 is outside" in fails(capsys, "ppl", str(graph_path), "--text", str(short),
+                                                    "--max-tokens", "-300")
 
 
 def test_counts_prompts_and_destinations_are_checked_before_any_work(workspace, graph_path, tmp_path, capsys):
-    assert "--max-new-tokens -5" in fails(capsys, "generate", str(graph_path), "--prompt", "TO", "--max-new-tokens", "-5")
-    assert "--max-new-tokens -5" in fails(capsys, "generate", str(workspace / "tiny-llama"), "--float", "--prompt", "TO",
-                                          "--max-new-tokens", "-5")
-    assert "--max-new-tokens -1" in fails(capsys, "audit", str(graph_path), "--max-new-tokens", "-1")
+    outside = "--max-new-tokens: -5 is outside [0, inf]"
+    assert outside in fails(capsys, "generate", str(graph_path), "--prompt", "TO", "--max-new-tokens", "-5")
+    assert outside in fails(capsys, "generate", str(workspace / "tiny-llama"), "--float", "--prompt", "TO",
+                            "--max-new-tokens", "-5")
+    assert "--max-new-tokens: -1 is outside" in fails(capsys, "audit", str(graph_path), "--max-new-tokens", "-1")
+    text = str(workspace / "calib.txt")
+    assert "--max-tokens: -300 is outside [2, inf]" in fails(capsys, "ppl", str(graph_path), "--text", text,
+                                                             "--max-tokens", "-300")
+    assert "--max-tokens: 0 is outside" in fails(capsys, "ppl", str(graph_path), "--text", text, "--max-tokens", "0")
+    assert "--context: 0 is outside" in fails(capsys, "ppl", str(graph_path), "--text", text, "--context", "0")
+    assert "--context: 0 is outside" in fails(capsys, "export", str(workspace / "tiny-llama"),
+                                              str(tmp_path / "c.ilsim"), "--context", "0")
+    assert "--wbits: 9 is outside [2, 8]" in fails(capsys, "export", str(workspace / "tiny-llama"),
+                                                   str(tmp_path / "w.ilsim"), "--wbits", "9")
+    assert "--sparsity: 1.5 is outside" in fails(capsys, "export", str(workspace / "tiny-llama"),
+                                                 str(tmp_path / "s.ilsim"), "--sparsity", "1.5")
+    assert "--wbits/--abits/--method apply to a checkpoint" in fails(capsys, "ppl", str(graph_path), "--text", text,
+                                                                     "--wbits", "4")
+    assert not list(tmp_path.glob("*.ilsim"))
     assert "--prompt is empty" in fails(capsys, "generate", str(graph_path), "--prompt", "  ")
     src = str(workspace / "tiny-llama")
     assert "is a directory" in fails(capsys, "export", src, str(tmp_path))

@@ -140,7 +140,7 @@ def rewrite_graph_json(path, edit):
     (lambda d, t: d["nodes"][3].update(op="conv2d"), "unknown op 'conv2d'"),
     (lambda d, t: d["nodes"][3]["inputs"].update(a="nowhere"), "which no earlier node produces"),
     (lambda d, t: d["nodes"][3]["attrs"].pop("acc_bits"), "needs attribute 'acc_bits'"),
-    (lambda d, t: d["nodes"][3]["attrs"].update(acc_bits="32"), "must be int"),
+    (lambda d, t: d["nodes"][3]["attrs"].update(acc_bits="32"), "node .*acc_bits.* must be an integer"),
     (lambda d, t: d["nodes"][3]["attrs"].update(colour=1), "unknown attributes"),
     (lambda d, t: d.update(outputs=["missing"]), "graph output 'missing'"),
     (lambda d, t: t.update({"layers.0.q_proj.b": t["layers.0.q_proj.b"].astype(np.int16)}),

@@ -84,23 +84,63 @@ class AttentionOp(GraphOp):
         "exp_order": (int, 1), "qk_hadamard": (int, 0), "rope_out_bits": (int, 16),
     }
 
-    def check_shapes(self, node, graph, where):
-        a = node.attrs
+    def check_operator_attrs(self, node, max_positions: int | None = None):
+        """The attributes of every operator call of the contract (di_rope, di_hadamard,
+        di_matmul_wide, quantize_rows, di_softmax, di_matmul_av_wide, quantize_rows), checked by
+        the operators' own checks; with ``max_positions`` also the int64 bound of the longest
+        probability-value sum."""
+        from ilsim.ops import matmul, quantize, rope, softmax
+        from ilsim.ops import hadamard as hadamard_op
+
+        a = {key: self.attr(node, key) for key in self.attrs}
         h, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
-        if hkv < 1 or h % hkv:
-            raise GraphError(f"{where}: num_heads {h} is not a multiple of num_kv_heads {hkv}")
-        if d % 2:
-            raise GraphError(f"{where}: head_dim {d} must be even for RoPE")
-        if self.attr(node, "qk_hadamard") not in (0, 1):
-            raise GraphError(f"{where}: qk_hadamard must be 0 or 1, got {self.attr(node, 'qk_hadamard')!r}")
-        if self.attr(node, "qk_hadamard"):
-            rope_out = self.attr(node, "rope_out_bits")
-            if not 2 <= rope_out <= 16:
-                raise GraphError(f"{where}: rope_out_bits must be in [2, 16] (di_hadamard's in_bits), got {rope_out}")
+        if not (1 <= hkv <= h and h % hkv == 0):
+            raise InputError(f"attention: num_heads {h} must be a positive multiple of num_kv_heads {hkv}")
+        if d < 2 or d % 2:
+            raise InputError(f"attention: head_dim {d} must be even and >= 2 for RoPE")
+        if a["qk_hadamard"] not in (0, 1):
+            raise InputError(f"attention: qk_hadamard must be 0 or 1, got {a['qk_hadamard']!r}")
+        if a["clip_num"] < 1 or a["clip_den"] < 1:
+            raise InputError(f"attention: the softmax clip clip_num / clip_den = {a['clip_num']} / {a['clip_den']} "
+                             "must have clip_num >= 1 and clip_den >= 1")
+        rope.check_attrs(a["in_bits"], False, a["rope_frac_bits"], rope_out_width(a), False, MBITS, DEFAULT_ROUNDING,
+                         "zero")
+        if a["qk_hadamard"]:
             try:
                 hadamard_factors(d)
             except IlsimError as err:
-                raise GraphError(f"{where}: qk_hadamard needs a Hadamard size: head_dim {d}: {err}") from None
+                raise InputError(f"attention: qk_hadamard needs a Hadamard size: head_dim {d}: {err}") from None
+            hadamard_op.check_attrs(a["rope_out_bits"], False, a["qk_bits"], False, None, MBITS, DEFAULT_ROUNDING,
+                                    "zero")
+        matmul.check_wide_attrs(matmul.OP_WIDE, a["qk_bits"], a["qk_bits"], False, False, a["score_acc_bits"], MBITS,
+                                DEFAULT_ROUNDING, depth=d)
+        quantize.check_attrs(a["score_bits"], True, a["score_acc_bits"] + MBITS, MBITS, "zero")
+        softmax.check_attrs(a["score_bits"], Fraction(a["clip_num"], a["clip_den"]), a["p_bits"], a["p_frac_bits"],
+                            a["exp_order"], 32)
+        matmul.check_av_attrs(matmul.OP_AV_WIDE, a["p_bits"], a["p_frac_bits"], a["v_bits"], a["av_acc_bits"], MBITS,
+                              DEFAULT_ROUNDING, depth=max_positions)
+        quantize.check_attrs(a["out_bits"], False, a["av_acc_bits"], MBITS, "zero")
+
+    def check_shapes(self, node, graph, where):
+        a = node.attrs
+        h, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
+        m = graph.model
+        if (h, hkv, d) != (m.num_heads, m.num_kv_heads, m.head_dim):
+            raise GraphError(f"{where}: num_heads, num_kv_heads, head_dim = {(h, hkv, d)} do not match the "
+                             f"model's {(m.num_heads, m.num_kv_heads, m.head_dim)}")
+        try:
+            self.check_operator_attrs(node, max_positions=m.max_positions)
+        except InputError as err:
+            raise GraphError(f"{where}: {err}") from None
+        # the sizes against the file's own tensors: the projections that feed q, k and v
+        producers = {n.outputs[0]: n for n in graph.nodes if n.outputs}
+        for role, heads in (("q", h), ("k", hkv), ("v", hkv)):
+            source = producers.get(node.inputs.get(role))
+            if source is not None and source.op == "di_matmul":
+                columns = tuple(graph.decls[source.params["b"]].shape)[0]
+                if columns != heads * d:
+                    raise GraphError(f"{where}: input {role!r} has {columns} values per token (node "
+                                     f"{source.name!r}), the attention needs {heads} heads x {d} = {heads * d}")
         for role in ("cos", "sin"):
             shape = tuple(graph.decls[node.params[role]].shape)
             if len(shape) != 2 or shape[1] != d // 2 or shape[0] < graph.model.max_positions:

@@ -10,6 +10,7 @@ Layout (docs/spec/graph.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -130,6 +131,22 @@ def check_destination(path) -> Path:
     return path
 
 
+def content_digest(graph_json: str, tokenizer_json: str | None, constants: dict) -> str:
+    """sha256 over the graph JSON, the tokenizer text and every constant (sorted by name: name,
+    dtype, shape, then its bytes in C order, little-endian): stored in the file's metadata as
+    ``ilsim.sha256`` and checked on load, so no corrupted byte (data or JSON) changes a model silently."""
+    h = hashlib.sha256()
+    for text in (graph_json, tokenizer_json or ""):
+        blob = text.encode("utf-8")
+        h.update(len(blob).to_bytes(8, "little") + blob)
+    for name in sorted(constants):
+        array = np.ascontiguousarray(constants[name])
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        h.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode("utf-8"))
+        h.update(memoryview(array).cast("B"))
+    return h.hexdigest()
+
+
 def save_graph(graph: Graph, path) -> Path:
     """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
     rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact.
@@ -143,6 +160,7 @@ def save_graph(graph: Graph, path) -> Path:
     metadata = {"ilsim.format": FORMAT_NAME, "ilsim.graph": graph_to_json(graph)}
     if graph.tokenizer_json is not None:
         metadata["ilsim.tokenizer"] = graph.tokenizer_json
+    metadata["ilsim.sha256"] = content_digest(metadata["ilsim.graph"], graph.tokenizer_json, graph.constants)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
@@ -162,32 +180,26 @@ def _require(cond: bool, message: str) -> None:
         raise GraphError(message)
 
 
-def _parse_doc(doc: dict, src: str) -> Graph:
-    _require(isinstance(doc, dict), f"{src}: graph JSON must be an object")
-    _require(doc.get("format") == FORMAT_NAME, f"{src}: not an ilsim graph (format {doc.get('format')!r})")
+def _parse_doc(doc, src: str) -> Graph:
+    """The Graph of a graph JSON document, its format and version checked first, then its schema."""
+    from ilsim.graph.schema import SchemaError, check_document, short_repr
+
+    _require(isinstance(doc, dict), f"{src}: graph JSON must be an object, got {type(doc).__name__}")
+    _require(doc.get("format") == FORMAT_NAME, f"{src}: not an ilsim graph (format {short_repr(doc.get('format'))})")
     version = doc.get("version")
-    _require(version == FORMAT_VERSION,
-             f"{src}: graph format version {version!r} is not supported (this ilsim reads version {FORMAT_VERSION})")
-    for key in ("model", "nodes", "constants", "inputs", "outputs"):
-        _require(key in doc, f"{src}: graph JSON lacks the {key!r} entry")
+    _require(type(version) is int and version == FORMAT_VERSION,
+             f"{src}: graph format version {short_repr(version)} is not supported (this ilsim reads version "
+             f"{FORMAT_VERSION})")
     try:
-        model = ModelInfo(**doc["model"])
-    except TypeError as err:
-        raise GraphError(f"{src}: bad 'model' entry: {err}") from None
-    decls = {}
-    for name, d in doc["constants"].items():
-        _require(isinstance(d, dict) and {"dtype", "shape", "bits", "signed"} <= set(d),
-                 f"{src}: constant {name!r} declaration needs dtype, shape, bits, signed")
-        _require(d["dtype"] in _DTYPES, f"{src}: constant {name!r} has unsupported dtype {d['dtype']!r}")
-        decls[name] = ConstDecl(d["dtype"], tuple(d["shape"]), int(d["bits"]), bool(d["signed"]))
-    nodes = []
-    for i, n in enumerate(doc["nodes"]):
-        _require(isinstance(n, dict) and "name" in n and "op" in n, f"{src}: node #{i} needs a name and an op")
-        unknown = set(n) - {"name", "op", "inputs", "params", "attrs", "outputs"}
-        _require(not unknown, f"{src}: node {n['name']!r} has unknown keys {sorted(unknown)}")
-        nodes.append(Node(name=n["name"], op=n["op"], inputs=dict(n.get("inputs", {})),
-                          params=dict(n.get("params", {})), attrs=dict(n.get("attrs", {})),
-                          outputs=list(n.get("outputs", []))))
+        check_document(doc, _DTYPES)
+    except SchemaError as err:
+        raise GraphError(f"{src}: {err}") from None
+    model = ModelInfo(**doc["model"])
+    decls = {name: ConstDecl(d["dtype"], tuple(d["shape"]), d["bits"], d["signed"])
+             for name, d in doc["constants"].items()}
+    nodes = [Node(name=n["name"], op=n["op"], inputs=dict(n.get("inputs", {})), params=dict(n.get("params", {})),
+                  attrs=dict(n.get("attrs", {})), outputs=list(n.get("outputs", [])))
+             for n in doc["nodes"]]
     return Graph(model=model, nodes=nodes, constants={}, decls=decls, inputs=list(doc["inputs"]),
                  outputs=list(doc["outputs"]), quant=dict(doc.get("quant", {})), source=src)
 
@@ -210,8 +222,10 @@ def load_graph(path) -> Graph:
                  f"{src}: safetensors file without ilsim graph metadata (not an ilsim graph)")
         try:
             doc = json.loads(metadata["ilsim.graph"])
-        except (KeyError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise GraphError(f"{src}: graph JSON is missing or corrupt ({err})") from None
+        except RecursionError:
+            raise GraphError(f"{src}: graph JSON is nested too deeply") from None
         graph = _parse_doc(doc, src)
         names = set(header.tensors)
         missing = sorted(set(graph.decls) - names)
@@ -219,6 +233,11 @@ def load_graph(path) -> Graph:
         _require(not missing, f"{src}: constants declared but not stored: {missing[:5]}")
         _require(not extra, f"{src}: tensors stored but not declared: {extra[:5]}")
         graph.constants = read_integer_tensors(header)
+        stored = metadata.get("ilsim.sha256")
+        if stored is not None and stored != content_digest(metadata["ilsim.graph"], metadata.get("ilsim.tokenizer"),
+                                                           graph.constants):
+            raise GraphError(f"{src}: corrupt graph file: its content (graph JSON, tokenizer or tensor bytes) does "
+                             "not match the sha256 stored when it was saved")
     except CheckpointError as err:
         raise GraphError(f"{src}: truncated or corrupt graph file ({err})") from None
     except OSError as err:

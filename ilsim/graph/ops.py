@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS as MBITS
+from ilsim.arith.rounding import DEFAULT_ROUNDING
 from ilsim.errors import InputError
 from ilsim.graph.format import Graph, GraphError, Node
 from ilsim.kernels.rowquant import shifted_differences
@@ -64,6 +65,16 @@ class GraphOp:
             ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
             if not ok:
                 raise GraphError(f"{where}: attribute {key!r} must be {kind.__name__}, got {value!r}")
+        try:
+            self.check_operator_attrs(node)
+        except InputError as err:
+            raise GraphError(f"{where}: {err}") from None
+
+    def check_operator_attrs(self, node: Node) -> None:
+        """Every operator call ``run`` makes, its attributes checked by the operator module's own
+        check (the code its reference and its fast path run first): InputError for any value the
+        reference would refuse, so a node loads only if both paths accept it. Called at load,
+        after the attribute types are checked."""
 
     def attr(self, node: Node, key: str):
         kind, default = self.attrs[key]
@@ -71,6 +82,14 @@ class GraphOp:
 
     def check_shapes(self, node: Node, graph: Graph, where: str) -> None:
         """Op-specific consistency of param shapes with attributes and the model."""
+
+    def input_kind(self, role: str) -> str:
+        """What the input ``role`` takes: "rows" (RowQuant) or "ids" (the token ids)."""
+        return "rows"
+
+    def output_kind(self, node: Node) -> str:
+        """What the node produces: "rows" (RowQuant) or "wide" (WideOut: unquantized, the logits)."""
+        return "rows"
 
     def output_width(self, node: Node) -> tuple[int, bool]:
         """(bits, signed) declared for the node's output integers (its q, or p for a wide output)."""
@@ -109,6 +128,14 @@ class EmbeddingOp(GraphOp):
                 f"table shape {(v, d)} does not match the model (vocab {graph.model.vocab_size}, "
                 f"hidden {graph.model.hidden_size})")
 
+    def input_kind(self, role):
+        return "ids"
+
+    def check_operator_attrs(self, node):
+        from ilsim.ops.embedding import check_attrs
+
+        check_attrs(self.attr(node, "bits"), MBITS)
+
     def output_width(self, node):
         return self.attr(node, "bits"), True
 
@@ -134,6 +161,13 @@ class RmsNormOp(GraphOp):
     attrs = {"gamma_k": (int, REQUIRED), "in_bits": (int, 16), "eps_m": (int, REQUIRED), "eps_k": (int, REQUIRED),
              "rms_frac_bits": (int, 8), "out_frac_bits": (int, 8), "out_bits": (int, 8),
              "out_symmetric": (bool, False), "y_bits": (int, 32)}
+
+    def check_operator_attrs(self, node):
+        from ilsim.ops.norm import OP_RMS, check_attrs
+
+        a = {key: self.attr(node, key) for key in self.attrs}
+        check_attrs(OP_RMS, a["gamma_k"], a["in_bits"], a["eps_m"], a["eps_k"], a["rms_frac_bits"],
+                    a["out_frac_bits"], a["out_bits"], a["out_symmetric"], MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
 
     def check_shapes(self, node, graph, where):
         _expect(_shape(graph, node, "gamma") == (graph.model.hidden_size,), where,
@@ -161,11 +195,28 @@ class MatMulOp(GraphOp):
              "a_signed": (bool, False), "b_signed": (bool, False), "acc_bits": (int, REQUIRED),
              "out_bits": (int, 8), "out_symmetric": (bool, False), "wide": (bool, False)}
 
+    def check_operator_attrs(self, node, depth: int | None = None):
+        from ilsim.ops.matmul import OP, OP_WIDE, check_wide_attrs
+
+        a = {key: self.attr(node, key) for key in self.attrs}
+        output = None if a["wide"] else (a["out_bits"], a["out_symmetric"], "zero")
+        check_wide_attrs(OP_WIDE if a["wide"] else OP, a["a_bits"], a["b_bits"], a["a_signed"], a["b_signed"],
+                         a["acc_bits"], MBITS, DEFAULT_ROUNDING, output, depth=depth)
+
     def check_shapes(self, node, graph, where):
-        n, _ = _shape(graph, node, "b")
+        b_shape = _shape(graph, node, "b")
+        _expect(len(b_shape) == 2, where, f"b must be a matrix [N, K], got shape {b_shape}")
+        n, k = b_shape
         _expect(_shape(graph, node, "b_zp") == (n,) and _shape(graph, node, "b_m") == (n,), where,
                 "b_zp and b_m must have one entry per output channel")
         _expect(0 <= node.attrs["b_shift"] <= 63, where, "b_shift must be in [0, 63]")
+        try:
+            self.check_operator_attrs(node, depth=k)
+        except InputError as err:
+            raise GraphError(f"{where}: {err}") from None
+
+    def output_kind(self, node):
+        return "wide" if self.attr(node, "wide") else "rows"
 
     def output_width(self, node):
         if self.attr(node, "wide"):
@@ -218,9 +269,15 @@ class SwiGluOp(GraphOp):
     attrs = {"in_bits": (int, 8), "sig_frac_bits": (int, 15), "out_bits": (int, 8), "order": (int, 1),
              "sig_shift": (int, 0)}
 
-    def check_attrs(self, node, where):
-        super().check_attrs(node, where)
-        _expect(0 <= self.attr(node, "sig_shift") <= 24, where, "sig_shift must be in [0, 24]")
+    def check_operator_attrs(self, node):
+        from ilsim.ops.swiglu import OP_SWIGLU, check_attrs
+
+        shift = self.attr(node, "sig_shift")
+        if not 0 <= shift <= 24:
+            raise InputError(f"{OP_SWIGLU}: sig_shift must be in [0, 24], got {shift}")
+        check_attrs(OP_SWIGLU, self.attr(node, "in_bits") + 1 + shift, True, self.attr(node, "sig_frac_bits"),
+                    self.attr(node, "out_bits"), False, self.attr(node, "order"), "zero", DEFAULT_ROUNDING,
+                    operands=2)
 
     @staticmethod
     def _operand(x: RowQuant, shift: int):
@@ -246,6 +303,12 @@ class ResidualOp(GraphOp):
     attrs = {"a_bits": (int, 16), "b_bits": (int, 16), "a_signed": (bool, True), "b_signed": (bool, False),
              "out_bits": (int, 16)}
 
+    def check_operator_attrs(self, node):
+        from ilsim.ops.residual import check_attrs
+
+        check_attrs(self.attr(node, "a_bits"), self.attr(node, "b_bits"), self.attr(node, "a_signed"),
+                    self.attr(node, "b_signed"), self.attr(node, "out_bits"), MBITS, DEFAULT_ROUNDING, "zero")
+
     def output_width(self, node):
         return self.attr(node, "out_bits"), True
 
@@ -267,16 +330,12 @@ class HadamardOp(GraphOp):
     attrs = {"size": (int, REQUIRED), "in_bits": (int, 8), "in_signed": (bool, False), "out_bits": (int, 8),
              "out_symmetric": (bool, False)}
 
-    def check_attrs(self, node, where):
+    def check_operator_attrs(self, node):
         from ilsim.ops.hadamard import check_attrs, hadamard_factors
 
-        super().check_attrs(node, where)
-        try:
-            hadamard_factors(self.attr(node, "size"))
-            check_attrs(self.attr(node, "in_bits"), self.attr(node, "in_signed"), self.attr(node, "out_bits"),
-                        self.attr(node, "out_symmetric"), None, MBITS, "half_up", "zero")
-        except InputError as err:
-            raise GraphError(f"{where}: {err}") from None
+        hadamard_factors(self.attr(node, "size"))
+        check_attrs(self.attr(node, "in_bits"), self.attr(node, "in_signed"), self.attr(node, "out_bits"),
+                    self.attr(node, "out_symmetric"), None, MBITS, DEFAULT_ROUNDING, "zero")
 
     def run(self, node, inputs, params, ctx):
         x = inputs["x"]

@@ -12,6 +12,10 @@ from ilsim.graph.format import Graph, GraphError
 from ilsim.widths import int_range
 
 
+#: what a value along an edge holds, in words
+KINDS = {"ids": "the token ids", "rows": "per-row quantized integers", "wide": "unquantized logits (a wide di_matmul)"}
+
+
 def _check_constant(src: str, name: str, array: np.ndarray, decl) -> None:
     if str(array.dtype) != decl.dtype:
         raise GraphError(f"{src}: tensor {name!r} is stored as {array.dtype}, declared {decl.dtype}")
@@ -46,7 +50,10 @@ def validate_graph(graph: Graph) -> None:
     for name, decl in graph.decls.items():
         _check_constant(src, name, graph.constants[name], decl)
 
-    produced = set(graph.inputs)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise GraphError(f"{src}: a graph has one input (the token ids) and one output (the logits), got "
+                         f"inputs {graph.inputs} and outputs {graph.outputs}")
+    produced = {graph.inputs[0]: "ids"}      # value name -> its kind (GraphOp.input_kind / output_kind)
     names = set()
     for node in graph.nodes:
         where = f"{src}: node {node.name!r}"
@@ -65,6 +72,9 @@ def validate_graph(graph: Graph) -> None:
         for role, value in node.inputs.items():
             if value not in produced:
                 raise GraphError(f"{where}: input {role!r} reads {value!r}, which no earlier node produces")
+            if produced[value] != op.input_kind(role):
+                raise GraphError(f"{where}: input {role!r} takes {KINDS[op.input_kind(role)]}, but {value!r} "
+                                 f"holds {KINDS[produced[value]]}")
         for role, const in node.params.items():
             if const not in graph.constants:
                 raise GraphError(f"{where}: param {role!r} names tensor {const!r}, which the file does not hold")
@@ -74,7 +84,18 @@ def validate_graph(graph: Graph) -> None:
             raise GraphError(f"{where}: output {node.outputs[0]!r} is already produced by another node")
         op.check_attrs(node, where)
         op.check_shapes(node, graph, where)
-        produced.add(node.outputs[0])
-    for out in graph.outputs:
-        if out not in produced:
-            raise GraphError(f"{src}: graph output {out!r} is not produced by any node")
+        produced[node.outputs[0]] = op.output_kind(node)
+    out = graph.outputs[0]
+    if out not in produced:
+        raise GraphError(f"{src}: graph output {out!r} is not produced by any node")
+
+
+def require_logits_output(graph: Graph) -> None:
+    """GraphError unless the graph's output is the logits of a language model: a wide di_matmul."""
+    from ilsim.graph.ops import GRAPH_OPS
+
+    out = graph.outputs[0]
+    node = next((n for n in graph.nodes if out in n.outputs), None)
+    if node is None or GRAPH_OPS[node.op].output_kind(node) != "wide":
+        raise GraphError(f"{graph.source}: graph output {out!r} is not the logits of a language model (a wide "
+                         f"di_matmul, wide = true){'' if node is None else f'; node {node.name!r} produces it'}")

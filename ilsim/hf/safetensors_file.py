@@ -60,6 +60,11 @@ class SafetensorsHeader:
     metadata: dict[str, str]
 
 
+#: limits on a tensor's declared shape, checked before anything is allocated
+MAX_NDIM = 8
+MAX_ELEMENTS = 1 << 40
+
+
 def read_header(path: str | os.PathLike, dtypes: dict = FLOAT_DTYPES) -> SafetensorsHeader:
     """Parse and check the header of ``path`` (tensors of ``dtypes`` only, by default the float
     ones); raises CheckpointError on any defect."""
@@ -79,14 +84,37 @@ def read_header(path: str | os.PathLike, dtypes: dict = FLOAT_DTYPES) -> Safeten
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupt safetensors header: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt safetensors header: JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header: expected a JSON object, "
                               f"got {type(header).__name__}")
     metadata = header.pop("__metadata__", None) or {}
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise CheckpointError(f"{path}: corrupt safetensors header: __metadata__ must map names to strings")
     data_start = 8 + header_length
     data_length = file_size - data_start
     tensors = {name: _parse_entry(path, name, spec, data_length, dtypes) for name, spec in header.items()}
+    _check_layout(path, tensors, data_length)
     return SafetensorsHeader(path, data_start, data_length, tensors, metadata)
+
+
+def _check_layout(path: Path, tensors: dict, data_length: int) -> None:
+    """The tensors must tile the data section: in offset order each begins where the previous one
+    ended, from byte 0 to the last byte (as the safetensors format requires). An overlap would let
+    two tensors share bytes; a gap or trailing bytes hide data no tensor owns."""
+    position, previous = 0, None
+    for entry in sorted(tensors.values(), key=lambda e: (e.begin, e.end)):
+        if entry.begin < position:
+            raise CheckpointError(f"{path}: tensor {entry.name!r} (data bytes [{entry.begin}, {entry.end})) overlaps "
+                                  f"tensor {previous!r}, which ends at byte {position}")
+        if entry.begin > position:
+            raise CheckpointError(f"{path}: a gap in the data section: bytes [{position}, {entry.begin}) belong to no "
+                                  f"tensor (before tensor {entry.name!r})")
+        position, previous = entry.end, entry.name
+    if position != data_length:
+        raise CheckpointError(f"{path}: the data section has {data_length - position} bytes after the last tensor "
+                              f"(its tensors end at byte {position} of {data_length})")
 
 
 def _file_size(path: Path) -> int:
@@ -102,8 +130,11 @@ def _parse_entry(path: Path, name: str, spec, data_length: int, dtypes: dict) ->
     if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
         raise CheckpointError(f"{where}: corrupt header entry {spec!r} (needs dtype, shape, data_offsets)")
     dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise CheckpointError(f"{where}: corrupt shape {shape!r}")
+    if len(shape) > MAX_NDIM or math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
+        raise CheckpointError(f"{where}: shape {shape} is beyond the supported limits ({MAX_NDIM} dimensions, "
+                              f"2^{MAX_ELEMENTS.bit_length() - 1} elements counting empty dimensions as 1)")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
             and 0 <= offsets[0] <= offsets[1]):
         raise CheckpointError(f"{where}: corrupt data_offsets {offsets!r}")

@@ -39,7 +39,7 @@ class EmbeddingTable(NamedTuple):
     k: np.ndarray
 
 
-def _check_attrs(bits, mbits, op=OP):
+def check_attrs(bits, mbits, op=OP):
     for name, value in dict(bits=bits, mbits=mbits).items():
         require_attr(is_int(value), op,
                      f"{name} must be an int, got {value!r}")
@@ -50,7 +50,7 @@ def _check_attrs(bits, mbits, op=OP):
 def prepare_table(table, table_m, table_k, *, bits=8, mbits=DEFAULT_MBITS) -> EmbeddingTable:
     """Validate a table once (int{bits} [V, D], its kept dtype; scales [V]) for
     :func:`embedding_lookup_prepared`."""
-    _check_attrs(bits, mbits)
+    check_attrs(bits, mbits)
     table = int_operand(table, OP, "table", bits=bits, signed=True, ndim=2)
     table_m, table_k = row_scale_arrays(table_m, table_k, (table.shape[0],), OP, "table", mbits=mbits)
     return EmbeddingTable(table, table_m, table_k)
@@ -139,7 +139,7 @@ def quantize_embedding_table(float_table, bits: int = 8, mbits: int = DEFAULT_MB
     q = clamp(round_half_up(f * 2^k / m), -d, d) decided exactly; all-zero rows: q = 0, m = k = 0.
     Deterministic on every platform (exact rational scale, exact rounding decisions).
     """
-    _check_attrs(bits, mbits, op=TABLE_OP)
+    check_attrs(bits, mbits, op=TABLE_OP)
     table = np.asarray(float_table)
     if table.dtype.kind != "f":
         raise InputError(f"{TABLE_OP}: float_table must be a float array, got dtype {table.dtype}")

@@ -158,6 +158,45 @@ def _output_attrs(op, out_bits, out_symmetric, zero_rows, in_bits: int) -> None:
                  f"<= {MAX_WIDE_BITS}, got {in_bits + out_bits}")
 
 
+def check_wide_attrs(op, a_bits, b_bits, a_signed, b_signed, acc_bits, mbits, rounding, output: tuple | None = None,
+                     depth: int | None = None):
+    """The attributes of di_matmul_wide (and, with ``output`` = (out_bits, out_symmetric, zero_rows),
+    of di_matmul), checked as their references check them: InputError naming ``op``. With ``depth``
+    (the reduction length K) also the bound that keeps the int64 accumulation exact. The graph
+    checks every node with this at load. Returns (rounding mode, mbits, acc_bits)."""
+    mode = _rounding_attr(rounding, op)
+    mbits = _int_attr(mbits, 2, 30, op, "mbits")
+    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - mbits, op, f"acc_bits (with mbits={mbits})")
+    if output is not None:
+        _output_attrs(op, *output, in_bits=acc_bits + mbits)
+    a_bits = _int_attr(a_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "a_bits")
+    b_bits = _int_attr(b_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "b_bits")
+    _bool_attr(a_signed, op, "a_signed")
+    _bool_attr(b_signed, op, "b_signed")
+    if depth is not None:
+        _require_exact_int64(depth, max_abs_difference(a_bits) * max_abs_difference(b_bits), op, "acc")
+    return mode, mbits, acc_bits
+
+
+def check_av_attrs(op, p_bits, p_frac_bits, v_bits, acc_bits, mbits, rounding, output: tuple | None = None,
+                   depth: int | None = None):
+    """The attributes of di_matmul_av_wide (with ``output``: of di_matmul_av), checked as their
+    references check them; with ``depth`` (the number of positions T) also the int64 bound.
+    Returns (rounding mode, p_bits, p_frac_bits, v_bits, mbits, acc_bits)."""
+    mode = _rounding_attr(rounding, op)
+    p_bits = _int_attr(p_bits, 1, 16, op, "p_bits")
+    p_frac_bits = _int_attr(p_frac_bits, 0, MAX_SHIFT, op, "p_frac_bits")
+    v_bits = _int_attr(v_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "v_bits")
+    mbits = _int_attr(mbits, 2, 30, op, "mbits")
+    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS, op, "acc_bits")
+    if output is not None:
+        _output_attrs(op, *output, in_bits=acc_bits)
+    if depth is not None:
+        max_weight = ((1 << p_bits) - 1) * ((1 << mbits) - 1)
+        _require_exact_int64(depth, max_weight * (1 << (v_bits - 1)), op, "acc")
+    return mode, p_bits, p_frac_bits, v_bits, mbits, acc_bits
+
+
 class _WideInputs(NamedTuple):
     x: _Operands
     a_m: np.ndarray
@@ -170,11 +209,8 @@ class _WideInputs(NamedTuple):
 def _wide_inputs(op, a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits, b_bits, a_signed, b_signed,
                  acc_bits, mbits, rounding, output: tuple | None = None) -> _WideInputs:
     """Validate attributes (and, for di_matmul, the ``output`` attributes), then the tensors."""
-    mode = _rounding_attr(rounding, op)
-    mbits = _int_attr(mbits, 2, 30, op, "mbits")
-    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - mbits, op, f"acc_bits (with mbits={mbits})")
-    if output is not None:
-        _output_attrs(op, *output, in_bits=acc_bits + mbits)
+    mode, mbits, acc_bits = check_wide_attrs(op, a_bits, b_bits, a_signed, b_signed, acc_bits, mbits, rounding,
+                                             output)
     x = _operands(op, a, a_zp, b, b_zp, a_bits, b_bits, a_signed, b_signed, acc_bits)
     a_m, a_k = _scale_vector(a_m, a_k, x.a.shape[0], op, "a", mbits)
     b_m, b_k = _scale_vector(b_m, b_k, x.b.shape[0], op, "b", mbits)
@@ -544,14 +580,8 @@ class _AvInputs(NamedTuple):
 def _av_inputs(op, p, v, v_m, v_k, p_bits, p_frac_bits, v_bits, acc_bits, mbits, rounding,
                output: tuple | None = None) -> _AvInputs:
     """Validate attributes (and, for di_matmul_av, the ``output`` attributes), then the tensors."""
-    mode = _rounding_attr(rounding, op)
-    p_bits = _int_attr(p_bits, 1, 16, op, "p_bits")
-    p_frac_bits = _int_attr(p_frac_bits, 0, MAX_SHIFT, op, "p_frac_bits")
-    v_bits = _int_attr(v_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "v_bits")
-    mbits = _int_attr(mbits, 2, 30, op, "mbits")
-    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS, op, "acc_bits")
-    if output is not None:
-        _output_attrs(op, *output, in_bits=acc_bits)
+    mode, p_bits, p_frac_bits, v_bits, mbits, acc_bits = check_av_attrs(op, p_bits, p_frac_bits, v_bits, acc_bits,
+                                                                         mbits, rounding, output)
     p = int_input(p, op, "p", bits=p_bits, signed=False, ndim=2)
     v = int_input(v, op, "v", bits=v_bits, signed=True, ndim=2)
     if p.shape[1] != v.shape[0]:

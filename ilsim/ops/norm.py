@@ -77,7 +77,7 @@ class NormAttrs:
 
 
 @memoized_attrs
-def _check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
+def check_attrs(op, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                  out_symmetric, mbits, y_bits, rounding, zero_rows) -> NormAttrs:
     """InputError naming ``op`` for any attribute outside its documented range."""
     require_int_attrs(op, gamma_k=gamma_k, in_bits=in_bits, eps_m=eps_m, eps_k=eps_k, rms_frac_bits=rms_frac_bits,
@@ -411,7 +411,7 @@ def di_rmsnorm(x, m, k, gamma, gamma_k, *, in_bits=16, eps_m=DEFAULT_EPS_M, eps_
     r = isqrt(floor(2^(2F) * (mean x^2 + eps/s^2))) exact; y = round(x*gamma*2^(F+G) / r) in
     ``rounding``, int{y_bits}; then quantize_rows. Fast path: Numba kernel, parallel over rows.
     """
-    attrs = _check_attrs(OP_RMS, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
+    attrs = check_attrs(OP_RMS, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                          out_symmetric, mbits, y_bits, rounding, zero_rows)
     return _rmsnorm_fast(attrs, x, m, k, gamma)
 
@@ -421,7 +421,7 @@ def di_rmsnorm_reference(x, m, k, gamma, gamma_k, *, in_bits=16, eps_m=DEFAULT_E
                          mbits=DEFAULT_MBITS, y_bits=32, rounding=DEFAULT_ROUNDING,
                          zero_rows="error") -> RowQuant:
     """Scalar reference of :func:`di_rmsnorm` on Python ints, one loop per row, in contract order."""
-    attrs = _check_attrs(OP_RMS, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
+    attrs = check_attrs(OP_RMS, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                          out_symmetric, mbits, y_bits, rounding, zero_rows)
     return _rmsnorm_reference(attrs, x, m, k, gamma)
 
@@ -445,7 +445,7 @@ def di_layernorm(x, m, k, gamma, beta, gamma_k, *, in_bits=16, eps_m=DEFAULT_EPS
     """Integer LayerNorm of x[..., D]: exact centring c = D*x - sum x, gain gamma and bias beta
     (both / 2^gamma_k). r = isqrt(floor(2^(2F) * (var x + eps/s^2))) exact;
     y = round(c*gamma*2^(F+G) / (D*r)) + beta*2^G, int{y_bits}; then quantize_rows."""
-    attrs = _check_attrs(OP_LN, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
+    attrs = check_attrs(OP_LN, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                          out_symmetric, mbits, y_bits, rounding, zero_rows)
     return _layernorm_fast(attrs, x, m, k, gamma, beta)
 
@@ -455,7 +455,7 @@ def di_layernorm_reference(x, m, k, gamma, beta, gamma_k, *, in_bits=16, eps_m=D
                            out_symmetric=False, mbits=DEFAULT_MBITS, y_bits=32,
                            rounding=DEFAULT_ROUNDING, zero_rows="error") -> RowQuant:
     """Scalar reference of :func:`di_layernorm` on Python ints, one loop per row, in contract order."""
-    attrs = _check_attrs(OP_LN, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
+    attrs = check_attrs(OP_LN, gamma_k, in_bits, eps_m, eps_k, rms_frac_bits, out_frac_bits, out_bits,
                          out_symmetric, mbits, y_bits, rounding, zero_rows)
     return _layernorm_reference(attrs, x, m, k, gamma, beta)
 

@@ -93,7 +93,7 @@ def row_output_scale(m_in: int, k_in: int, value_range: int, levels: int, mbits:
     return m_out, k_in + t
 
 
-def _check_attrs(bits: int, symmetric: bool, in_bits: int, mbits: int, zero_rows: str):
+def check_attrs(bits: int, symmetric: bool, in_bits: int, mbits: int, zero_rows: str):
     require_attr(2 <= bits <= 16, OP, f"bits must be in [2, 16], got {bits}")
     require_attr(2 <= in_bits and in_bits + bits <= 62, OP,
                  f"in_bits must be >= 2 with in_bits + bits <= 62, got in_bits={in_bits}, bits={bits}")
@@ -102,7 +102,7 @@ def _check_attrs(bits: int, symmetric: bool, in_bits: int, mbits: int, zero_rows
 
 
 def _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor):
-    _check_attrs(bits, symmetric, in_bits, mbits, zero_rows)
+    check_attrs(bits, symmetric, in_bits, mbits, zero_rows)
     x = int_input(x, OP, tensor, bits=in_bits, signed=True)
     if x.ndim < 1:
         raise InputError(f"{OP}: {tensor} must have at least one dimension, got a scalar")

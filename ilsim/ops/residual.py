@@ -41,7 +41,7 @@ def sum_bits(a_bits: int, b_bits: int, mbits: int) -> int:
 
 
 @memoized_attrs
-def _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows):
+def check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows):
     require_int_attrs(OP, a_bits=a_bits, b_bits=b_bits, out_bits=out_bits, mbits=mbits)
     require_bool_attrs(OP, a_signed=a_signed, b_signed=b_signed)
     require_attr(2 <= a_bits <= 16, OP, f"a_bits must be in [2, 16], got {a_bits}")
@@ -104,7 +104,7 @@ def residual_add_reference(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b
                            b_signed=False, out_bits=16, mbits=DEFAULT_MBITS, rounding=DEFAULT_ROUNDING,
                            zero_rows="zero") -> RowQuant:
     """Scalar reference of the module contract on Python ints: one loop per row and element."""
-    mode = _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows)
+    mode = check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows)
     shape, (a2, azp, am, ak), (b2, bzp, bm, bk) = _inputs(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits,
                                                           b_bits, a_signed, b_signed, mbits)
     s_bits = sum_bits(a_bits, b_bits, mbits)
@@ -131,7 +131,7 @@ def residual_add(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a
     Both operands are aligned onto the coarser grid 2^-min(a_k, b_k) with one rounding shift
     (``rounding``) of the finer one, summed exactly, then quantized (quantize_rows, symmetric).
     """
-    mode = _check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows)
+    mode = check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows)
     shape, (a2, azp, am, ak), (b2, bzp, bm, bk) = _inputs(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits,
                                                           b_bits, a_signed, b_signed, mbits)
     s_bits = sum_bits(a_bits, b_bits, mbits)

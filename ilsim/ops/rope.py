@@ -239,7 +239,7 @@ def y_bits(in_bits: int, table_frac_bits: int) -> int:
 
 
 @memoized_attrs
-def _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding, zero_rows):
+def check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding, zero_rows):
     require_int_attrs(OP, in_bits=in_bits, table_frac_bits=table_frac_bits, out_bits=out_bits, mbits=mbits)
     require_bool_attrs(OP, in_signed=in_signed, out_symmetric=out_symmetric)
     require_attr(2 <= in_bits <= 16, OP, f"in_bits must be in [2, 16], got {in_bits}")
@@ -317,7 +317,7 @@ def di_rope_reference(x, zp, m, k, positions, cos, sin, *, in_bits=8, in_signed=
                       out_bits=8, out_symmetric=False, mbits=DEFAULT_MBITS, rounding=DEFAULT_ROUNDING,
                       zero_rows="zero") -> RowQuant:
     """Scalar reference of the module contract: per row, exact rotate_half products on Python ints."""
-    mode = _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding,
+    mode = check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding,
                         zero_rows)
     x, zp, m, k, positions, cos, sin = _inputs(x, zp, m, k, positions, cos, sin, in_bits, in_signed,
                                                table_frac_bits, mbits)
@@ -347,7 +347,7 @@ def di_rope(x, zp, m, k, positions, cos, sin, *, in_bits=8, in_signed=False, tab
     y = (x - zp) rotated by the table entries of each token's position, exact int{in_bits + F + 2};
     output quantize_rows(y, m, k + F): uint{out_bits} asymmetric or int{out_bits} symmetric.
     """
-    mode = _check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding,
+    mode = check_attrs(in_bits, in_signed, table_frac_bits, out_bits, out_symmetric, mbits, rounding,
                         zero_rows)
     x, zp, m, k, positions, cos, sin = _inputs(x, zp, m, k, positions, cos, sin, in_bits, in_signed,
                                                table_frac_bits, mbits)

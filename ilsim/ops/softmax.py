@@ -80,14 +80,20 @@ def _clip_int_bounded(clip: Fraction | None, m: np.ndarray, k: np.ndarray, cap: 
     return out
 
 
-def _inputs(x, m, k, in_bits, clip, out_bits, out_frac_bits, mask, order, sum_bits):
-    """Validate; returns x, keep (bool, x's shape), m, k (row shape) and the clip Fraction."""
+def check_attrs(in_bits, clip, out_bits, out_frac_bits, order, sum_bits) -> Fraction | None:
+    """DI-ClippedSoftmax's attributes, checked as the reference checks them (InputError naming the
+    operator); the graph checks every node with this at load. Returns the clip as a Fraction."""
     require_int_attr(in_bits, 2, 32, OP, "in_bits")
     require_int_attr(out_bits, 2, 16, OP, "out_bits")
     require_int_attr(out_frac_bits, 1, out_bits, OP, "out_frac_bits")
     require_int_attr(sum_bits, 2, 32, OP, "sum_bits")
     require_order(order, OP)
-    clip = clip_fraction(clip)
+    return clip_fraction(clip)
+
+
+def _inputs(x, m, k, in_bits, clip, out_bits, out_frac_bits, mask, order, sum_bits):
+    """Validate; returns x, keep (bool, x's shape), m, k (row shape) and the clip Fraction."""
+    clip = check_attrs(in_bits, clip, out_bits, out_frac_bits, order, sum_bits)
     x = shaped_input(x, OP, "x", bits=in_bits, signed=True)
     require_attr(x.ndim >= 1, OP, "x must have at least one dimension (the softmax axis), got a scalar")
     require_attr(x.shape[-1] <= MAX_ROW_LENGTH, OP, f"rows longer than {MAX_ROW_LENGTH} are not supported")

@@ -118,7 +118,7 @@ def sigmoid_scales(m_g: np.ndarray, k_g: np.ndarray, div_m: np.ndarray, div_k: n
 # ---------------------------------------------------------------- validation
 
 @memoized_attrs
-def _attrs(op, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding,
+def check_attrs(op, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding,
            operands: int) -> int:
     """Check the attributes; returns the declared width of w (signed)."""
     require_int_attr(in_bits, 2, 16, op, "in_bits")
@@ -257,7 +257,7 @@ def _sigmoid_t_abs(op, m, k, gate_div, order) -> np.ndarray:
 
 def _silu_inputs(x, zp, m, k, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
                  rounding):
-    w_bits = _attrs(OP_SILU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
+    w_bits = check_attrs(OP_SILU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
                     rounding, operands=1)
     return (w_bits, *_operand(OP_SILU, "x", x, zp, m, k, in_bits, in_signed))
 
@@ -333,7 +333,7 @@ def di_silu_float(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig
 
 def _swiglu_inputs(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, gate_div_m, gate_div_k, in_bits,
                    in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows, rounding):
-    w_bits = _attrs(OP_SWIGLU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
+    w_bits = check_attrs(OP_SWIGLU, in_bits, in_signed, sig_frac_bits, out_bits, out_symmetric, order, zero_rows,
                     rounding, operands=2)
     g = _operand(OP_SWIGLU, "gate", gate, gate_zp, gate_m, gate_k, in_bits, in_signed)
     u = _operand(OP_SWIGLU, "up", up, up_zp, up_m, up_k, in_bits, in_signed, shape=g.values.shape)
