@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ilsim.errors import InputError
+from ilsim.errors import IlsimError, InputError
 from ilsim.graph.format import Graph
 from ilsim.graph.ops import GRAPH_OPS, Context
 from ilsim.widths import int_input
@@ -110,7 +110,10 @@ class Interpreter:
                     raise InputError(f"forward: logits='last' needs a row-wise output node, {node.name} is {node.op}")
                 inputs = {role: last_row(value) for role, value in inputs.items()}
             params = {role: self.graph.constants[name] for role, name in node.params.items()}
-            out = op.run(node, inputs, params, ctx)
+            try:
+                out = op.run(node, inputs, params, ctx)
+            except IlsimError as err:   # the same error, told where: file and node
+                raise type(err)(f"{self.graph.source}: node {node.name!r} ({node.op}): {err}") from None
             values[node.outputs[0]] = out
             self.observe(node, inputs, out)
         state.position += t

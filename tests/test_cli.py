@@ -241,3 +241,8 @@ def test_export_prunes_with_the_pattern_given_and_refuses_a_bad_one(capsys, work
         capsys, "export", str(workspace / "tiny-llama"), str(tmp_path / "bad.ilsim"), "--method", "wanda",
         "--sparsity-pattern", "2-4", "--calib", str(workspace / "calib.txt"))
     assert not (tmp_path / "bad.ilsim").exists()
+
+
+def test_a_directory_given_as_a_file_is_called_a_directory(graph_path, tmp_path, capsys):
+    assert "is a directory, not a graph file" in fails(capsys, "inspect", str(tmp_path))
+    assert "is a directory, not a file" in fails(capsys, "ppl", str(graph_path), "--text", str(tmp_path))

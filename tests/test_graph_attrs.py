@@ -107,3 +107,16 @@ def test_the_attention_attributes_the_reference_refuses_are_refused_at_load(grap
     next(n for n in mutated.nodes if n.op == "attention").attrs[key] = value
     with pytest.raises(GraphError, match=message):
         validate_graph(mutated)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_a_run_time_overflow_names_the_file_and_the_node(graph, reference):
+    from ilsim.errors import WidthError
+
+    mutated = copy.copy(graph)
+    mutated.nodes = [copy.deepcopy(n) if n.name == "layers.0.q_proj" else n for n in graph.nodes]
+    mutated.node("layers.0.q_proj").attrs["acc_bits"] = 4
+    validate_graph(mutated)                        # a legal width, too narrow for these weights
+    interp = Interpreter(mutated, reference=reference)
+    with pytest.raises(WidthError, match=r"<export>: node 'layers.0.q_proj' \(di_matmul\): di_matmul: .*acc"):
+        interp.forward(np.arange(5), interp.new_state())

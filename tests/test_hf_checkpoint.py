@@ -258,6 +258,14 @@ def test_non_finite_value_is_named_with_its_index(tmp_path, weights, bad):
         load_checkpoint(directory)
 
 
+def test_a_huge_finite_weight_is_named_before_the_exporter_squares_it(tmp_path, weights):
+    weights["model.layers.0.mlp.up_proj.weight"][2, 3] = np.float32(3e38)
+    directory = save_checkpoint(tmp_path / "c", CONFIG, weights)
+    with pytest.raises(CheckpointError, match=r"tensor 'model\.layers\.0\.mlp\.up_proj\.weight' has 1 value\(s\) "
+                                              r"above 2\^60 in magnitude, first at \[2, 3\]"):
+        load_checkpoint(directory)
+
+
 def test_bf16_overflow_to_inf_is_caught(tmp_path, weights):
     weights["model.norm.weight"][0] = np.float32(3.4e38)  # rounds up past the largest bf16 to inf
     directory = save_checkpoint(tmp_path / "c", CONFIG, weights, dtype="BF16")
@@ -398,3 +406,13 @@ def test_offline_flag_is_passed_to_snapshot_download(tmp_path, ckpt_dir, monkeyp
     load_checkpoint("org/model", revision="v1")
     assert calls[0]["local_files_only"] is True and calls[0]["revision"] == "v1"
     assert "*.safetensors" in calls[0]["allow_patterns"] and "*.bin" not in calls[0]["allow_patterns"]
+
+
+def test_a_config_implying_a_million_layers_is_refused_before_any_allocation(ckpt_dir):
+    import resource
+
+    rewrite_config(ckpt_dir, num_hidden_layers=10 ** 6)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=r"num_hidden_layers=1000000, but the checkpoint holds tensors of 2 "):
+        load_checkpoint(ckpt_dir)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000   # KiB: far below 100 MB

@@ -121,8 +121,9 @@ def test_low_bit_exports_run_and_stay_exact(checkpoint, bits):
 
 # ---- the graph file ---------------------------------------------------------------------------
 
-def rewrite_graph_json(path, edit):
-    """Load the stored graph JSON and constants, apply ``edit(doc, tensors)``, write them back raw."""
+def rewrite_graph_json(path, edit, rehash=True):
+    """Load the stored graph JSON and constants, apply ``edit(doc, tensors)``, write them back raw
+    (with the checksum recomputed unless ``rehash`` is False)."""
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
@@ -132,6 +133,8 @@ def rewrite_graph_json(path, edit):
     doc = json.loads(meta["ilsim.graph"])
     edit(doc, tensors)
     meta["ilsim.graph"] = json.dumps(doc)
+    if rehash:   # as a faulty exporter would write it: the checks below the checksum must catch the defect
+        meta["ilsim.sha256"] = graph_format.content_digest(meta["ilsim.graph"], meta.get("ilsim.tokenizer"), tensors)
     save_file(tensors, str(path), metadata=meta)
 
 
@@ -154,6 +157,14 @@ def test_a_defective_graph_is_refused_with_the_node_or_tensor_named(graph_file, 
     path.write_bytes(graph_file.read_bytes())
     rewrite_graph_json(path, edit)
     with pytest.raises(GraphError, match=message):
+        load_graph(path)
+
+
+def test_an_edit_without_a_new_checksum_is_refused_as_corrupt(graph_file, tmp_path):
+    path = tmp_path / "edited.ilsim"
+    path.write_bytes(graph_file.read_bytes())
+    rewrite_graph_json(path, lambda d, t: d["nodes"][3]["attrs"].update(out_bits=7), rehash=False)
+    with pytest.raises(GraphError, match="does not match the sha256"):
         load_graph(path)
 
 

@@ -28,12 +28,16 @@ def default_calibration(source: str | Path) -> Path:
 def read_text_file(path, what: str = "text file") -> str:
     """The UTF-8 text of ``path``; InputError for a missing, unreadable or empty file."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p}: is a directory, not a file")
     if not p.is_file():
         raise InputError(f"{what} {p}: no such file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"{what} {p}: not UTF-8 text ({err})") from None
+    except OSError as err:
+        raise InputError(f"{what} {p}: cannot read ({err.strerror})") from None
     if not text.strip():
         raise InputError(f"{what} {p}: the file is empty")
     return text

@@ -132,20 +132,21 @@ class AttentionOp(GraphOp):
             self.check_operator_attrs(node, max_positions=m.max_positions)
         except InputError as err:
             raise GraphError(f"{where}: {err}") from None
-        # the sizes against the file's own tensors: the projections that feed q, k and v
-        producers = {n.outputs[0]: n for n in graph.nodes if n.outputs}
-        for role, heads in (("q", h), ("k", hkv), ("v", hkv)):
-            source = producers.get(node.inputs.get(role))
-            if source is not None and source.op == "di_matmul":
-                columns = tuple(graph.decls[source.params["b"]].shape)[0]
-                if columns != heads * d:
-                    raise GraphError(f"{where}: input {role!r} has {columns} values per token (node "
-                                     f"{source.name!r}), the attention needs {heads} heads x {d} = {heads * d}")
         for role in ("cos", "sin"):
             shape = tuple(graph.decls[node.params[role]].shape)
             if len(shape) != 2 or shape[1] != d // 2 or shape[0] < graph.model.max_positions:
                 raise GraphError(f"{where}: {role} table has shape {shape}, needs "
                                  f"({graph.model.max_positions}, {d // 2})")
+
+    def columns(self, node, graph, inputs, where):
+        """q has num_heads x head_dim values per token, k and v num_kv_heads x head_dim: the sizes
+        checked against the file's own tensors (the projections that produce them)."""
+        a = node.attrs
+        for role, heads in (("q", a["num_heads"]), ("k", a["num_kv_heads"]), ("v", a["num_kv_heads"])):
+            if inputs[role] != heads * a["head_dim"]:
+                raise GraphError(f"{where}: input {role!r} has {inputs[role]} values per token, the attention "
+                                 f"needs {heads} heads x {a['head_dim']} = {heads * a['head_dim']}")
+        return inputs["q"]
 
     def output_width(self, node):
         return self.attr(node, "out_bits"), False

@@ -213,6 +213,8 @@ def load_graph(path) -> Graph:
 
     path = Path(path)
     src = str(path)
+    if path.is_dir():
+        raise GraphError(f"{src}: is a directory, not a graph file")
     if not path.is_file():
         raise GraphError(f"{src}: no such graph file")
     try:

@@ -87,6 +87,11 @@ class GraphOp:
         """What the input ``role`` takes: "rows" (RowQuant) or "ids" (the token ids)."""
         return "rows"
 
+    def columns(self, node: Node, graph: Graph, inputs: dict, where: str) -> int | None:
+        """The number of values per token (row) of the output, given those of the inputs (role ->
+        count; None for the token ids); GraphError where the inputs' counts do not fit the node."""
+        return next(iter(inputs.values()))
+
     def output_kind(self, node: Node) -> str:
         """What the node produces: "rows" (RowQuant) or "wide" (WideOut: unquantized, the logits)."""
         return "rows"
@@ -131,6 +136,9 @@ class EmbeddingOp(GraphOp):
     def input_kind(self, role):
         return "ids"
 
+    def columns(self, node, graph, inputs, where):
+        return _shape(graph, node, "table")[1]
+
     def check_operator_attrs(self, node):
         from ilsim.ops.embedding import check_attrs
 
@@ -169,6 +177,11 @@ class RmsNormOp(GraphOp):
         check_attrs(OP_RMS, a["gamma_k"], a["in_bits"], a["eps_m"], a["eps_k"], a["rms_frac_bits"],
                     a["out_frac_bits"], a["out_bits"], a["out_symmetric"], MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
 
+    def columns(self, node, graph, inputs, where):
+        _expect(inputs["x"] == graph.model.hidden_size, where,
+                f"input 'x' has {inputs['x']} values per token, gamma has {graph.model.hidden_size}")
+        return inputs["x"]
+
     def check_shapes(self, node, graph, where):
         _expect(_shape(graph, node, "gamma") == (graph.model.hidden_size,), where,
                 f"gamma must have shape ({graph.model.hidden_size},)")
@@ -202,6 +215,12 @@ class MatMulOp(GraphOp):
         output = None if a["wide"] else (a["out_bits"], a["out_symmetric"], "zero")
         check_wide_attrs(OP_WIDE if a["wide"] else OP, a["a_bits"], a["b_bits"], a["a_signed"], a["b_signed"],
                          a["acc_bits"], MBITS, DEFAULT_ROUNDING, output, depth=depth)
+
+    def columns(self, node, graph, inputs, where):
+        n, k = _shape(graph, node, "b")
+        _expect(inputs["a"] == k, where, f"input 'a' has {inputs['a']} values per token, the weight b "
+                                         f"[{n}, {k}] takes K = {k}")
+        return n
 
     def check_shapes(self, node, graph, where):
         b_shape = _shape(graph, node, "b")
@@ -269,6 +288,15 @@ class SwiGluOp(GraphOp):
     attrs = {"in_bits": (int, 8), "sig_frac_bits": (int, 15), "out_bits": (int, 8), "order": (int, 1),
              "sig_shift": (int, 0)}
 
+    def columns(self, node, graph, inputs, where):
+        _expect(inputs["gate"] == inputs["up"], where,
+                f"gate has {inputs['gate']} values per token, up has {inputs['up']}")
+        for role in self.optional_params:
+            if role in node.params:
+                _expect(_shape(graph, node, role) == (inputs["gate"],), where,
+                        f"{role} must have one entry per gate channel ({inputs['gate']},)")
+        return inputs["gate"]
+
     def check_operator_attrs(self, node):
         from ilsim.ops.swiglu import OP_SWIGLU, check_attrs
 
@@ -303,6 +331,10 @@ class ResidualOp(GraphOp):
     attrs = {"a_bits": (int, 16), "b_bits": (int, 16), "a_signed": (bool, True), "b_signed": (bool, False),
              "out_bits": (int, 16)}
 
+    def columns(self, node, graph, inputs, where):
+        _expect(inputs["a"] == inputs["b"], where, f"a has {inputs['a']} values per token, b has {inputs['b']}")
+        return inputs["a"]
+
     def check_operator_attrs(self, node):
         from ilsim.ops.residual import check_attrs
 
@@ -329,6 +361,11 @@ class HadamardOp(GraphOp):
     inputs = ("x",)
     attrs = {"size": (int, REQUIRED), "in_bits": (int, 8), "in_signed": (bool, False), "out_bits": (int, 8),
              "out_symmetric": (bool, False)}
+
+    def columns(self, node, graph, inputs, where):
+        _expect(inputs["x"] == self.attr(node, "size"), where,
+                f"input 'x' has {inputs['x']} values per token, the node's size is {self.attr(node, 'size')}")
+        return inputs["x"]
 
     def check_operator_attrs(self, node):
         from ilsim.ops.hadamard import check_attrs, hadamard_factors

@@ -54,6 +54,7 @@ def validate_graph(graph: Graph) -> None:
         raise GraphError(f"{src}: a graph has one input (the token ids) and one output (the logits), got "
                          f"inputs {graph.inputs} and outputs {graph.outputs}")
     produced = {graph.inputs[0]: "ids"}      # value name -> its kind (GraphOp.input_kind / output_kind)
+    columns = {graph.inputs[0]: None}        # value name -> values per token (GraphOp.columns)
     names = set()
     for node in graph.nodes:
         where = f"{src}: node {node.name!r}"
@@ -84,6 +85,8 @@ def validate_graph(graph: Graph) -> None:
             raise GraphError(f"{where}: output {node.outputs[0]!r} is already produced by another node")
         op.check_attrs(node, where)
         op.check_shapes(node, graph, where)
+        columns[node.outputs[0]] = op.columns(node, graph, {role: columns[v] for role, v in node.inputs.items()},
+                                              where)
         produced[node.outputs[0]] = op.output_kind(node)
     out = graph.outputs[0]
     if out not in produced:

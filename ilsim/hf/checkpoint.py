@@ -138,6 +138,10 @@ class Checkpoint:
         return self.weights["lm_head.weight"]
 
 
+#: the name of a decoder layer's tensor, its index captured
+_LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.")
+
+
 def expected_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor name the checkpoint of ``config`` must hold, with its shape."""
     hidden, inter = config.hidden_size, config.intermediate_size
@@ -304,7 +308,13 @@ def _drop_ignored_and_tied_copies(config: LlamaConfig, weights: dict, files: dic
 
 def _check_tensor_names(config: LlamaConfig, weights: dict, files: dict, directory: Path,
                         labels: dict[str, str] | None = None, config_name: str = CONFIG_FILE) -> None:
-    """Every tensor ``config`` implies is a key of ``weights`` and no other is."""
+    """Every tensor ``config`` implies is a key of ``weights`` and no other is. The layer count is
+    compared first, so a config that implies absurd sizes (10^6 layers) costs nothing to refuse."""
+    layers = {int(m.group(1)) for m in map(_LAYER_NAME.match, weights) if m}
+    stored = max(layers) + 1 if layers else 0
+    if config.num_hidden_layers > stored + 1:
+        raise CheckpointError(f"{directory}: {config_name} says num_hidden_layers={config.num_hidden_layers}, but "
+                              f"the checkpoint holds tensors of {stored} layer(s)")
     expected = expected_shapes(config)
     missing = [name for name in expected if name not in weights]
     if missing:
@@ -327,13 +337,25 @@ def _check_shapes(config: LlamaConfig, shapes: dict[str, tuple[int, ...]], files
                                   f"{list(shapes[name])}, but {config_name} implies {list(shape)}")
 
 
+#: the largest weight magnitude accepted: 2^60, far beyond any trained model's, and small enough
+#: that the exporter's float arithmetic (squares and sums of weights, in float32 or float64) cannot
+#: overflow -- above it a corrupt or hostile value would turn into Inf and NaN without a name
+MAX_ABS_WEIGHT = 2.0 ** 60
+
+
 def _check_finite(name: str, tensor: np.ndarray, file, labels: dict[str, str] | None = None) -> None:
-    """Every value of ``tensor`` is finite; the error gives the count and the first bad index."""
+    """Every value of ``tensor`` is finite and at most MAX_ABS_WEIGHT in magnitude; the error gives
+    the count and the first bad index."""
     finite = np.isfinite(tensor)
     if not finite.all():
         first = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise CheckpointError(f"{file}: tensor {_label(name, labels)} has {int((~finite).sum())} non-finite "
                               f"value(s) (NaN/Inf), first at {list(first)} = {tensor[first]}")
+    huge = np.abs(tensor) > MAX_ABS_WEIGHT
+    if huge.any():
+        first = tuple(int(i) for i in np.argwhere(huge)[0])
+        raise CheckpointError(f"{file}: tensor {_label(name, labels)} has {int(huge.sum())} value(s) above 2^60 "
+                              f"in magnitude, first at {list(first)} = {tensor[first]:.6g} (not a trained weight)")
 
 
 def _check_shapes_and_values(config: LlamaConfig, weights: dict, files: dict) -> None:
