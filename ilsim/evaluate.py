@@ -496,10 +496,16 @@ def summary_text(report: EvalReport) -> str:
 
 
 def _write_text_atomic(path, text: str) -> None:
+    from ilsim.fileio import replace_file, temp_file
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = temp_file(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        replace_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_reports(report: EvalReport, json_path=None, markdown_path=None, plot_path=None) -> None:

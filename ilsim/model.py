@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ilsim.errors import InputError
-from ilsim.graph.format import Graph, load_graph, save_graph
+from ilsim.graph.format import Graph, GraphError, load_graph, save_graph
 from ilsim.interpreter import Interpreter, State
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -194,9 +195,13 @@ def load_integer_model(spec: str | None = None, *, wbits: int = 8, abits: int = 
     options = ExportOptions(wbits=wbits, abits=abits, **export_kw)
     key = dict(vars(options), calib=calib)
     path = graph_cache_path(Path(source), key)
-    if not path.is_file():
-        graph = export_checkpoint(str(source), options, calib=calib, progress=progress)
-        save_graph(graph, path)
+    if path.is_file():
+        try:
+            return IntegerLM(load_graph(path), reference=reference)
+        except GraphError as err:       # a damaged cache entry is rebuilt, not reported forever
+            print(f"ilsim: rebuilding the damaged cached graph ({err})", file=sys.stderr)
+    graph = export_checkpoint(str(source), options, calib=calib, progress=progress)
+    save_graph(graph, path)
     return IntegerLM(load_graph(path), reference=reference)
 
 

@@ -18,7 +18,6 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import numpy as np
 import ilsim
 from ilsim.errors import InputError
 from ilsim.golden.cases import KBITS, MBITS, TensorSpec
-from ilsim.golden.ops import MANIFEST, _replace_dir
+from ilsim.fileio import clean_stale, replace_dir, temp_dir
+from ilsim.golden.ops import MANIFEST
 from ilsim.golden.writers import FORMATS, hex_digits, sha256_file, write_case_files
 from ilsim.graph.format import Graph
 from ilsim.graph.ops import GRAPH_OPS
@@ -198,6 +198,7 @@ def write_model_golden(lm_or_graph, out_dir, prompt_ids, new_tokens: int = 2, la
     ids, layers, formats = _check_args(graph, prompt_ids, new_tokens, layers, formats)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
     if out.exists():
         try:
             kind = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format")
@@ -206,11 +207,11 @@ def write_model_golden(lm_or_graph, out_dir, prompt_ids, new_tokens: int = 2, la
         if kind != MODEL_FORMAT:
             raise InputError(f"golden model: {out} exists and is not a model-trace directory (no {MANIFEST} "
                              f"of format {MODEL_FORMAT}); refusing to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = temp_dir(out)
     try:
         manifest = _build(tmp, graph, ids, new_tokens, layers, formats, bool(reference))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

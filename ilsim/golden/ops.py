@@ -13,15 +13,14 @@ temporary directory beside OUT, the manifest last, and renamed to OUT only when 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import ilsim
 from ilsim.errors import InputError
+from ilsim.fileio import clean_stale, replace_dir, temp_dir
 from ilsim.golden.cases import (DEFAULT_CASES, DEFAULT_SEED, GoldenCase, TensorSpec, generate_cases,
                                 golden_op_names, op_cases)
 from ilsim.golden.writers import DEFAULT_FORMATS, FORMATS, hex_digits, sha256_file, write_case_files
@@ -91,17 +90,12 @@ def build_manifest(root: Path, ops, n_cases: int, seed: int, formats) -> dict:
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished tmp to out; an existing golden out (it has a manifest) is replaced."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    if not (out / MANIFEST).is_file():
+    """Put the finished tmp in place of out; an existing out must be a golden directory (it has a
+    manifest). At every instant out is the old or the new complete tree (ilsim.fileio.replace_dir)."""
+    if out.exists() and not (out / MANIFEST).is_file():
         raise InputError(f"golden: {out} exists and is not a golden-vector directory (no {MANIFEST}); "
                          f"refusing to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, old / out.name)
-    os.rename(tmp, out)
-    shutil.rmtree(old)
+    replace_dir(tmp, out)
 
 
 def write_golden_ops(out, ops=None, n_cases: int = DEFAULT_CASES, seed: int = DEFAULT_SEED,
@@ -119,10 +113,11 @@ def write_golden_ops(out, ops=None, n_cases: int = DEFAULT_CASES, seed: int = DE
     if isinstance(n_cases, bool) or not isinstance(n_cases, int) or n_cases < 0:
         raise InputError(f"golden: cases per configuration must be an int >= 0, got {n_cases!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)          # a killed run's temporaries, and its old tree if it died mid-replace
     if out.exists() and not (out / MANIFEST).is_file():
         raise InputError(f"golden: {out} exists and is not a golden-vector directory (no {MANIFEST}); "
                          f"refusing to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = temp_dir(out)
     try:
         manifest = build_manifest(tmp, ops, n_cases, seed, formats)
         text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"

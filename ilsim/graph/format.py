@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -151,6 +150,7 @@ def save_graph(graph: Graph, path) -> Path:
     """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
     rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact.
     The bytes depend only on the graph (sorted tensors and keys), so a save is reproducible."""
+    from ilsim.fileio import replace_file, temp_file
     from ilsim.graph.validate import validate_graph
     from ilsim.hf.safetensors_file import write_safetensors
 
@@ -161,13 +161,10 @@ def save_graph(graph: Graph, path) -> Path:
     if graph.tokenizer_json is not None:
         metadata["ilsim.tokenizer"] = graph.tokenizer_json
     metadata["ilsim.sha256"] = content_digest(metadata["ilsim.graph"], graph.tokenizer_json, graph.constants)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    tmp = temp_file(path)
     try:
         write_safetensors(tmp, graph.constants, dtype=None, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
