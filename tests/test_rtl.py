@@ -1,7 +1,10 @@
-"""RTL client (rtl/): golden hex files and the cocotb benches of requant.v and isqrt.v on Icarus.
+"""RTL client (rtl/): golden hex files, Verilator lint, and the cocotb benches of requant.v and
+isqrt.v on Icarus (and on Verilator where cocotb can drive the installed one).
 
 The golden-file checks always run. The simulation tests skip when `iverilog` is not on PATH or
-cocotb is not importable (install: apt-get install -y iverilog; pip install cocotb).
+cocotb is not importable (install: apt-get install -y iverilog; pip install cocotb); the lint test
+when `verilator` is not on PATH (apt-get install -y verilator); the Verilator benches when its
+version is older than cocotb 2 supports (5.036).
 """
 
 import importlib.util
@@ -68,17 +71,33 @@ def bench(tmp_path_factory):
     return _load("rtl_tb_run", RTL / "tb" / "run.py"), tmp_path_factory.mktemp("rtl_sim")
 
 
+_tb = _load("rtl_tb_run_probe", RTL / "tb" / "run.py") if not _missing else None
+SIMS = ["icarus", pytest.param("verilator", marks=pytest.mark.skipif(
+    _tb is None or "verilator" not in _tb.simulators(),
+    reason=f"cocotb 2 drives Verilator >= 5.036; installed: {_tb and _tb.verilator_version()}"))]
+
+
+@pytest.mark.skipif(not shutil.which("verilator"), reason="verilator not on PATH (apt-get install -y verilator)")
+@pytest.mark.parametrize("name", ["requant", "isqrt", "isqrt64", "requant_bug", "requant_trunc"])
+def test_rtl_is_lint_clean_under_verilator(name):
+    tb = _load("rtl_tb_run_lint", RTL / "tb" / "run.py") if _tb is None else _tb
+    status, messages = tb.lint(name)
+    assert status == 0, messages
+
+
 @needs_sim
+@pytest.mark.parametrize("sim", SIMS)
 @pytest.mark.parametrize("name", ["requant", "isqrt", "isqrt64"])
-def test_bench_passes(bench, name):
+def test_bench_passes(bench, name, sim):
     run, build = bench
-    n, failed = run.run(name, build_root=build)
-    assert n == 1 and failed == 0, f"{name} bench failed; see {build / name / 'sim.log'}"
+    n, failed = run.run(name, build_root=build, sim=sim)
+    assert n == 1 and failed == 0, f"{name} bench failed on {sim}; see {build / name / 'sim.log'}"
 
 
 @needs_sim
+@pytest.mark.parametrize("sim", SIMS)
 @pytest.mark.parametrize("name", ["requant_bug", "requant_trunc"])
-def test_bench_catches_wrong_rounding(bench, name):
+def test_bench_catches_wrong_rounding(bench, name, sim):
     run, build = bench
-    n, failed = run.run(name, build_root=build)
-    assert n == 1 and failed == 1, f"{name}: the bench did not catch the deliberately wrong rounding"
+    n, failed = run.run(name, build_root=build, sim=sim)
+    assert n == 1 and failed == 1, f"{name}: the bench did not catch the deliberately wrong rounding on {sim}"

@@ -1,8 +1,10 @@
-"""Build and run the cocotb benches on Icarus Verilog.
+"""Build and run the cocotb benches on Icarus Verilog, and on Verilator where cocotb can drive it.
 
-    python rtl/tb/run.py [requant|isqrt|isqrt64|requant_bug|requant_trunc ...]
+    python rtl/tb/run.py [--sim icarus|verilator ...] [requant|isqrt|isqrt64|requant_bug|requant_trunc ...]
+    python rtl/tb/run.py --lint          # verilator --lint-only -Wall on every unit and parameter set
 
-Default: requant isqrt isqrt64.
+Default: requant isqrt isqrt64, on every simulator of ``simulators()``: Icarus, plus Verilator when
+its version is at least VERILATOR_FOR_COCOTB (older Verilators lint, but cocotb 2 cannot drive them).
 
 Exit status 0 when every named bench ran as expected. `requant_bug` and `requant_trunc` build
 requant.v with ROUNDING_BUG=1 (ties round down) / 2 (truncation) and are expected to FAIL the bench.
@@ -11,6 +13,9 @@ requant.v with ROUNDING_BUG=1 (ties round down) / 2 (truncation) and are expecte
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -29,13 +34,39 @@ BENCHES = {  # name -> (toplevel, verilog file, test module, parameters)
 }
 
 EXPECT_FAIL = {"requant_bug", "requant_trunc"}
+#: the oldest Verilator that cocotb 2 supports
+VERILATOR_FOR_COCOTB = (5, 36)
 
 
-def run(name: str, build_root: Path | None = None, vectors: Path | None = None) -> tuple[int, int]:
-    """Build and run one bench; returns (tests run, tests failed) from cocotb's results XML."""
+def verilator_version() -> tuple[int, int] | None:
+    """(major, minor) of the verilator on PATH, or None."""
+    if not shutil.which("verilator"):
+        return None
+    out = subprocess.run(["verilator", "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"Verilator (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def simulators() -> list[str]:
+    """icarus, and verilator when cocotb can drive the installed one."""
+    version = verilator_version()
+    return ["icarus"] + (["verilator"] if version and version >= VERILATOR_FOR_COCOTB else [])
+
+
+def lint(name: str) -> tuple[int, str]:
+    """``verilator --lint-only -Wall`` of one bench's unit with its parameters: (status, messages)."""
+    top, src, _module, params = BENCHES[name]
+    argv = ["verilator", "--lint-only", "-Wall", "--top-module", top,
+            *(f"-G{key}={value}" for key, value in params.items()), str(RTL / src)]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run(name: str, build_root: Path | None = None, vectors: Path | None = None, sim: str = "icarus") -> tuple[int, int]:
+    """Build and run one bench on ``sim``; returns (tests run, tests failed) from cocotb's results XML."""
     top, src, module, params = BENCHES[name]
-    build_dir = Path(build_root or RTL / "sim_build") / name
-    runner = get_runner("icarus")
+    build_dir = Path(build_root or RTL / "sim_build") / (name if sim == "icarus" else f"{name}-{sim}")
+    runner = get_runner(sim)
     runner.build(sources=[RTL / src], hdl_toplevel=top, parameters=params, build_dir=build_dir,
                  always=True, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     if str(TB) not in sys.path:  # the runner passes this process's sys.path to the simulator as PYTHONPATH
@@ -58,14 +89,28 @@ def run(name: str, build_root: Path | None = None, vectors: Path | None = None) 
     return len(cases), failed
 
 
-def main(names) -> int:
+def main(argv) -> int:
+    args = list(argv)
+    if "--lint" in args:
+        ok = True
+        for name in BENCHES:
+            status, messages = lint(name)
+            print(f"lint {name}: {'clean' if status == 0 else 'WARNINGS'}" + ("" if status == 0 else "\n" + messages))
+            ok &= status == 0
+        return 0 if ok else 1
+    sims = []
+    while "--sim" in args:
+        i = args.index("--sim")
+        sims.append(args[i + 1])
+        del args[i:i + 2]
     ok = True
-    for name in names or ["requant", "isqrt", "isqrt64"]:
-        n, failed = run(name)
-        expect_fail = name in EXPECT_FAIL
-        good = n > 0 and (failed > 0 if expect_fail else failed == 0)
-        print(f"{name}: {n} test(s), {failed} failed -> {'as expected' if good else 'UNEXPECTED'}")
-        ok &= good
+    for sim in sims or simulators():
+        for name in args or ["requant", "isqrt", "isqrt64"]:
+            n, failed = run(name, sim=sim)
+            expect_fail = name in EXPECT_FAIL
+            good = n > 0 and (failed > 0 if expect_fail else failed == 0)
+            print(f"{sim} {name}: {n} test(s), {failed} failed -> {'as expected' if good else 'UNEXPECTED'}")
+            ok &= good
     return 0 if ok else 1
 
 
