@@ -135,6 +135,11 @@ def _quantize_edges(cfg):
         case("zero_range_row", [[0, 0, 0], [5, -5, 0], [0, 0, 0]], zero_rows="zero"),
         case("single_element_rows", [[1], [-1], [hi], [lo]]),
         case("rounding_ties", [[-3, -1, 1, 3, 6], [2, 4, 6, 8, 10]]),
+        # m_in = 0: the row's real values are all 0 whatever x holds; q is computed as for any
+        # row and the output scale is m' = k' = 0 (docs/spec/quantize.md); beside an ordinary row
+        ("zero_input_scale", *_quantize_case({"x": _arr([[5, -5, 100], [lo, 0, hi], [1, 2, 3]], QUANT_IN_BITS, True),
+                                              "m_in": _arr([0, 0, 1 << 15], MBITS, False),
+                                              "k_in": _arr([16, 63, 20], KBITS, False)}, cfg, "error")),
     ]
 
 

@@ -16,6 +16,8 @@ def quantize_rows_cases(draw, allow_zero_rows: bool = True):
     shape = draw(shapes_2d(max_rows=5, max_cols=9))
     x = draw(int_arrays(in_bits, signed=True, shape=shape, row_patterns=allow_zero_rows))
     m, _ = draw(row_scales(shape[:-1]))
+    if draw(st.integers(0, 3)) == 0:      # a zero input scale (m_in = 0) on some rows: a legal input
+        m = np.where(np.array(draw(st.lists(st.booleans(), min_size=shape[0], max_size=shape[0]))), 0, m)
     # shifts that keep the output scale in [2^-64, 2^16) for most ranges (the edges of that
     # window are WidthErrors by contract, and tests check both paths raise them alike)
     k_lo = max(0, in_bits + 2 - bits)
