@@ -126,6 +126,8 @@ class EmbeddingOp(GraphOp):
     attrs = {"bits": (int, REQUIRED)}
 
     def check_shapes(self, node, graph, where):
+        _expect(len(_shape(graph, node, "table")) == 2, where,
+                f"table must be a matrix [vocab, hidden], got shape {_shape(graph, node, 'table')}")
         v, d = _shape(graph, node, "table")
         _expect(_shape(graph, node, "table_m") == (v,) and _shape(graph, node, "table_k") == (v,), where,
                 "table_m and table_k must have one entry per table row")
