@@ -1,6 +1,6 @@
 """Floor integer square root, exact for every 0 <= n <= 2^62, with no floating point.
 
-The algorithm is the restoring digit-by-digit method that hardware uses: 31 iterations of
+The algorithm is the restoring digit-by-digit method that hardware uses: 32 iterations of
 compare-subtract on two bits of n at a time (the loop runs over the fixed 32 bit pairs of a
 64-bit word, so its length does not depend on the data). Tests prove it equal to
 ``math.isqrt`` at every power of two, every perfect square and its neighbours, and on random

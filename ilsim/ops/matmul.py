@@ -9,7 +9,7 @@ twin on Python ints (same signature) and a ``*_float`` meaning (tests only):
     b: [N, K] b_bits (signed by default; nn.Linear layout, or K for Q.K^T), b_zp: [N];
     acc: signed ``acc_bits`` (default 32), checked (WidthError names ``acc[i,j]``).
 ``di_matmul_wide``     the accumulator with the per-column scale of b folded in:
-    kref = min_j b_k[j];  b_m'[j] = round_shift(b_m[j], b_k[j] - kref)   (``rounding``, once)
+    kref = min_j b_k[j];  b_m'[j] = rshift_round(b_m[j], b_k[j] - kref)   (``rounding``, once)
     p[i, j] = acc[i, j] * b_m'[j]                  signed acc_bits + mbits (holds by construction)
     m[i] = a_m[i],  k[i] = a_k[i] + kref           (k[i] <= 63, else WidthError)
     so that  real(a) @ real(b)^T  ~=  m[i] / 2^k[i] * p[i, j].
@@ -17,7 +17,7 @@ twin on Python ints (same signature) and a ``*_float`` meaning (tests only):
     in_bits=acc_bits + mbits, ...): the paper's dynamic per-token output quantization.
 ``di_matmul_av_wide``  attention probabilities times values: p: [M, T] unsigned p_bits with the
     fixed scale 2^-p_frac_bits; v: [T, D] signed v_bits, per-token symmetric, scale (v_m, v_k)[t]:
-    kref = min_t v_k[t];  v_m'[t] = round_shift(v_m[t], v_k[t] - kref)
+    kref = min_t v_k[t];  v_m'[t] = rshift_round(v_m[t], v_k[t] - kref)
     acc[i, d] = sum_t (p[i, t] * v_m'[t]) * v[t, d]      signed acc_bits (default 48), checked
     -> WideOut(acc, m = 1, k = p_frac_bits + kref)       (k <= 63, else WidthError)
 ``di_matmul_av``       quantize_rows(acc, 1, p_frac_bits + kref, bits=out_bits, in_bits=acc_bits, ...).
@@ -233,7 +233,7 @@ def fold_scales_reference(m: list[int], k: list[int], mode) -> tuple[list[int], 
 
 def fold_scales(m: np.ndarray, k: np.ndarray, mode) -> tuple[np.ndarray, np.ndarray]:
     """Array twin of :func:`fold_scales_reference` along the last axis (int64 in and out): for
-    every row of [..., S] scales, kref = min k and m' = round_shift(m, k - kref); kref has the
+    every row of [..., S] scales, kref = min k and m' = rshift_round(m, k - kref); kref has the
     row shape (0-d for one vector of scales)."""
     kref = k.min(axis=-1)
     return rshift_round(m, k - kref[..., None], mode), kref
@@ -298,7 +298,7 @@ class LinearWeight(NamedTuple):
 
     b: np.ndarray        # [N, K], its own integer dtype, C-contiguous, within (bits, signed)
     b_zp: np.ndarray     # [N] int64
-    b_mf: np.ndarray     # [N] int64: b_m' = round_shift(b_m[j], b_k[j] - kref), one rounding
+    b_mf: np.ndarray     # [N] int64: b_m' = rshift_round(b_m[j], b_k[j] - kref), one rounding
     kref: int
     max_abs_b: int       # max |b[j, k]| (Python int), for the int32 accumulator proof
     bits: int
@@ -429,7 +429,7 @@ def _wide_fast(op, w: _WideInputs, a_bits: int, b_bits: int, b_signed: bool, acc
 def di_matmul_wide_reference(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits: int,
                              a_signed: bool = False, b_signed: bool = True, acc_bits: int = 32,
                              mbits: int = DEFAULT_MBITS, rounding=DEFAULT_ROUNDING) -> WideOut:
-    """p[i, j] = acc[i, j] * round_shift(b_m[j], b_k[j] - kref) (signed acc_bits + mbits), with the
+    """p[i, j] = acc[i, j] * rshift_round(b_m[j], b_k[j] - kref) (signed acc_bits + mbits), with the
     row scale m[i] = a_m[i], k[i] = a_k[i] + kref <= 63; Python ints, one rounding per column."""
     w = _wide_inputs(OP_WIDE, a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits, b_bits, a_signed,
                      b_signed, acc_bits, mbits, rounding)
@@ -516,13 +516,11 @@ def di_matmul_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits: int, b_bits
 def _prepared_attrs(op, a_bits, a_signed, acc_bits, mbits: int, b_bits: int, depth: int, output):
     """The activation-side attributes against a prepared weight, checked (and, for di_matmul,
     the ``output`` attributes (out_bits, out_symmetric, zero_rows)); returns them normalised."""
-    acc_bits = _int_attr(acc_bits, 2, MAX_WIDE_BITS - mbits, op, f"acc_bits (with mbits={mbits})")
-    a_bits = _int_attr(a_bits, MIN_OPERAND_BITS, MAX_OPERAND_BITS, op, "a_bits")
-    a_signed = _bool_attr(a_signed, op, "a_signed")
-    _require_exact_int64(depth, max_abs_difference(a_bits) * max_abs_difference(b_bits), op, "acc")
-    if output is not None:
-        _output_attrs(op, *output, in_bits=acc_bits + mbits)
-    return a_bits, a_signed, acc_bits
+    # the same checks, in the same order, as di_matmul's (the weight's b_bits, b_signed, mbits and
+    # rounding were checked when it was prepared; b_signed and rounding are passed for their types)
+    _mode, _mbits, acc_bits = check_wide_attrs(op, a_bits, b_bits, a_signed, True, acc_bits, mbits, DEFAULT_ROUNDING,
+                                               output, depth=depth)
+    return int(a_bits), bool(a_signed), acc_bits
 
 
 def _prepared_activations(op, a, a_zp, a_m, a_k, w: LinearWeight, a_bits, a_signed, acc_bits, output=None):
@@ -625,7 +623,7 @@ def _av_wide_fast(op, x: _AvInputs, acc_bits: int) -> WideOut:
 def di_matmul_av_wide_reference(p, v, v_m, v_k, *, p_bits: int = 8, p_frac_bits: int = 8,
                                 v_bits: int = 8, acc_bits: int = 48, mbits: int = DEFAULT_MBITS,
                                 rounding=DEFAULT_ROUNDING) -> WideOut:
-    """acc[i, d] = sum_t (p[i,t] * round_shift(v_m[t], v_k[t] - kref)) * v[t,d] on Python ints,
+    """acc[i, d] = sum_t (p[i,t] * rshift_round(v_m[t], v_k[t] - kref)) * v[t,d] on Python ints,
     signed acc_bits, checked; row scale m = 1, k = p_frac_bits + kref (<= 63)."""
     x = _av_inputs(OP_AV_WIDE, p, v, v_m, v_k, p_bits, p_frac_bits, v_bits, acc_bits, mbits, rounding)
     return _av_wide_reference(OP_AV_WIDE, x, acc_bits)

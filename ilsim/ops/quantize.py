@@ -28,11 +28,11 @@ import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.jit import mode_code
-from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, as_rounding, div_round_reference
+from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.kernels.rowquant import ROW_PYTHON, ROW_ZERO, run_quantize_rows
 from ilsim.ops._common import reshape_rows, row_scale_arrays, storage_dtype
-from ilsim.widths import int_input, require_attr
+from ilsim.widths import int_input, require_attr, require_bool_attrs, require_int_attrs
 
 OP = "quantize_rows"
 ZERO_ROW_POLICIES = ("error", "zero")
@@ -94,6 +94,9 @@ def row_output_scale(m_in: int, k_in: int, value_range: int, levels: int, mbits:
 
 
 def check_attrs(bits: int, symmetric: bool, in_bits: int, mbits: int, zero_rows: str):
+    """InputError naming the operator unless every attribute has its type and range."""
+    require_int_attrs(OP, bits=bits, in_bits=in_bits, mbits=mbits)
+    require_bool_attrs(OP, symmetric=symmetric)
     require_attr(2 <= bits <= 16, OP, f"bits must be in [2, 16], got {bits}")
     require_attr(2 <= in_bits and in_bits + bits <= 62, OP,
                  f"in_bits must be >= 2 with in_bits + bits <= 62, got in_bits={in_bits}, bits={bits}")
@@ -114,7 +117,7 @@ def quantize_rows_reference(x, m_in, k_in, *, bits: int, symmetric: bool = False
                             mbits: int = DEFAULT_MBITS, rounding=DEFAULT_ROUNDING,
                             zero_rows: str = "error", tensor: str = "x") -> RowQuant:
     """Scalar reference of the module contract: one Python-int loop per row."""
-    mode = as_rounding(rounding)
+    mode = op_rounding(OP, rounding)
     x, m_in, k_in = _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor)
     levels = output_levels(bits, symmetric)
     rows = x.reshape(-1, x.shape[-1]).tolist()
@@ -161,7 +164,7 @@ def quantize_rows(x, m_in, k_in, *, bits: int, symmetric: bool = False, in_bits:
                   zero_rows: str = "error", tensor: str = "x") -> RowQuant:
     """Fast path of the module contract: the Numba row kernel (ilsim.kernels.rowquant); rows
     whose scale needs more than int64 (or raises) are finished by :func:`row_output_scale`."""
-    mode = as_rounding(rounding)
+    mode = op_rounding(OP, rounding)
     x, m_in, k_in = _inputs(x, m_in, k_in, bits, symmetric, in_bits, mbits, zero_rows, tensor)
     flat = x.reshape(-1, x.shape[-1])
     return reshape_rows(quantize_rows_2d(flat, m_in.reshape(-1), k_in.reshape(-1), bits=bits, symmetric=symmetric,

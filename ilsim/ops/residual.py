@@ -7,7 +7,7 @@ residual stream) and b[..., N] (width b_bits; a sublayer output), each with a pe
     A = (a - a_zp) * a_m          int(a_bits + 1 + mbits)     exact
     B = (b - b_zp) * b_m          int(b_bits + 1 + mbits)     exact
     kref = min(a_k, b_k)                                      (the coarser of the two grids)
-    A' = round_shift(A, a_k - kref),  B' = round_shift(B, b_k - kref)   one shift is 0: the finer
+    A' = rshift_round(A, a_k - kref),  B' = rshift_round(B, b_k - kref)   one shift is 0: the finer
          operand is rounded once, in ``rounding``, onto the grid 2^-kref
     S = A' + B'                   int(max(a_bits, b_bits) + mbits + 2), checked
     out = quantize_rows(S, 1, kref, bits=out_bits, symmetric=True, rounding, zero_rows)
@@ -147,7 +147,7 @@ def residual_add(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a
 
 @numba.njit(cache=True, parallel=True)
 def _aligned_sums(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, mode, lo, hi, total, bad):
-    """total[r, j] = round_shift((a - a_zp) * a_m, a_k - kref) + round_shift((b - b_zp) * b_m, b_k - kref);
+    """total[r, j] = rshift_round((a - a_zp) * a_m, a_k - kref) + rshift_round((b - b_zp) * b_m, b_k - kref);
     bad[r] = 1 where a sum leaves [lo, hi]. |(v - zp) * m| < 2^(16 + 1 + 30) by the attribute
     limits: exact in int64, below 2^62 as rshift_round_i64 requires."""
     for r in numba.prange(a.shape[0]):
