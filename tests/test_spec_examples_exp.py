@@ -459,7 +459,7 @@ PRECEDENCE = [
      "sigmoid input scale [0,1] = 1/2^125 rounds to 0"),
     ("swiglu", dict(gate=_x([3, 4]), gate_zp=0, gate_m=1, gate_k=0, up=_x([3, 4]), up_zp=0, up_m=1, up_k=10,
                     gate_div_m=np.array([1, 1 << 29]), gate_div_k=np.array([0, 0])), InputError,
-     "sigmoid input scale [0,1] = 536870912/2^0 is >= 2^15"),
+     "sigmoid input scale [0,1] = 536870912/2^0 rounds to 2^16 or more"),
     ("swiglu", dict(gate=_x([3, 4]), gate_zp=0, gate_m=1, gate_k=10, up=_x([3, 4]), up_zp=0, up_m=1, up_k=10,
                     gate_div_m=np.array([1, 65535]), gate_div_k=np.array([40, 0])), WidthError,
      "sigmoid t_abs[0,0] (|t| of scale 1/2^50"),

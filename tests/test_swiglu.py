@@ -326,7 +326,7 @@ SWIGLU_BAD = [
      r"di_swiglu: gate_div_m \(4,\) / gate_div_k \(\) must be scalars or have the channel shape \(3,\)"),
     (dict(gate_div_m=0, gate_div_k=3), r"di_swiglu: gate_div_m = 0; a scale multiplier must be >= 1"),
     (dict(gate_div_m=60000, gate_div_k=0, gate_k=0),
-     r"di_swiglu: sigmoid input scale \[0,0\] = 2400000000/2\^0 is >= 2\^15, too large"),
+     r"di_swiglu: sigmoid input scale \[0,0\] = 2400000000/2\^0 rounds to 2\^16 or more \(a negative shift\), too large"),
     (dict(up_m=np.array([1, 0])), r"di_swiglu: up_m\[1\] = 0; a scale multiplier must be >= 1"),
     (dict(in_bits=12, sig_frac_bits=30, out_bits=8), r"di_swiglu: the product w is int55; requantizing it to 8 bits"),
 ]

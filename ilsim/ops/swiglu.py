@@ -81,7 +81,7 @@ def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str,
 
     P = m_g * div_m (exact), K = k_g + div_k; s = max(0, bits(P) - 16, K - 63);
     m = round_half_up(P / 2^s), k = K - s; a rounding carry m = 2^16 becomes 2^15 with k - 1
-    (exact). k < 0 (scale >= 2^15) is an InputError, m = 0 (scale < 2^-64) a WidthError.
+    (exact). k < 0 (the scale rounds to >= 2^16) is an InputError, m = 0 (scale < 2^-64) a WidthError.
     """
     product, shift_total = m_g * div_m, k_g + div_k
     s = max(0, product.bit_length() - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
@@ -90,8 +90,8 @@ def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str,
         m, s = m >> 1, s + 1
     k = shift_total - s
     if k < 0:
-        raise InputError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} is >= 2^15, "
-                         f"too large for DI-Exp")
+        raise InputError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} rounds to 2^16 or more "
+                         f"(a negative shift), too large for DI-Exp")
     if m == 0:
         raise WidthError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} rounds to 0 "
                          f"with a shift <= {MAX_SHIFT}")
