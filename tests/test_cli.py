@@ -246,3 +246,15 @@ def test_export_prunes_with_the_pattern_given_and_refuses_a_bad_one(capsys, work
 def test_a_directory_given_as_a_file_is_called_a_directory(graph_path, tmp_path, capsys):
     assert "is a directory, not a graph file" in fails(capsys, "inspect", str(tmp_path))
     assert "is a directory, not a file" in fails(capsys, "ppl", str(graph_path), "--text", str(tmp_path))
+
+
+def test_a_corrupt_tokenizer_is_a_one_line_error(workspace, tmp_path, capsys):
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(workspace / "tiny-llama", ckpt)
+    (ckpt / "tokenizer.json").write_text('{"model": {"type": "NoSuchModel"}}')
+    err = fails(capsys, "generate", str(ckpt), "--float", "--prompt", "TO")
+    assert "corrupt tokenizer" in err and str(ckpt) in err and "Traceback" not in err
+    err = fails(capsys, "export", str(ckpt), str(tmp_path / "g.ilsim"), "--calib", str(workspace / "calib.txt"))
+    assert "corrupt tokenizer" in err and not (tmp_path / "g.ilsim").exists()
