@@ -4,9 +4,10 @@ Same contracts as :mod:`ilsim.arith.rounding` (int64 operands, |x| < 2^62, shift
 with the mode passed as an integer code from :data:`MODE_CODE`. Tests hold them equal to the
 Python-int references.
 
-They are inlined into the kernels that call them, and Numba's on-disk cache (cache=True) keys a
-kernel on its own module only: after editing this file in a working tree, delete the
-``__pycache__/*.nbi`` and ``*.nbc`` files under ilsim/ so that no kernel keeps the old code.
+They are inlined into the kernels that call them. Numba's on-disk cache (cache=True) keys a kernel
+on its own module only, so ilsim keys the whole cache folder on the sources of every module with
+compiled code (ilsim.numba_cache_folder): an edit here starts a fresh cache, no kernel keeps the
+old code.
 """
 
 from __future__ import annotations
