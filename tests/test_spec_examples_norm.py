@@ -13,12 +13,9 @@ a page after a deliberate change of bits, with a spec version bump).
 
 from __future__ import annotations
 
-import ast
 from fractions import Fraction
 import math
-from pathlib import Path
 import random
-import re
 
 import numpy as np
 import pytest
@@ -27,52 +24,17 @@ from ilsim.arith.isqrt import ISQRT_MAX, isqrt_reference
 from ilsim.arith.rounding import div_round_reference, rshift_round_reference
 from ilsim.ops import embedding, hadamard, norm, residual, rope
 from ilsim.ops.quantize import output_levels, quantize_rows_reference, row_output_scale
+from spec_pages import assert_page_holds, block, doc_examples
 from ilsim.testing.parity import assert_same, outcome, refused
 
-SPEC = Path(__file__).resolve().parents[1] / "docs" / "spec"
-MARKER = re.compile(r"<!-- worked-example: ([\w-]+) -->")
-LINE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.+?)(?:\s{2,}.*)?$")
 
 
 # --- reading the pages ---------------------------------------------------------------------------
 
-def doc_examples(page: str) -> dict[str, dict]:
-    """{example name: {key: value}} of every worked-example block of docs/spec/<page>."""
-    lines = (SPEC / page).read_text(encoding="utf-8").splitlines()
-    out = {}
-    for i, line in enumerate(lines):
-        found = MARKER.search(line)
-        if not found:
-            continue
-        start = i + 1
-        assert lines[start].startswith("```"), f"{page}: example {found.group(1)} must be a fenced block"
-        values = {}
-        for body in lines[start + 1:]:
-            if body.startswith("```"):
-                break
-            if not body.strip():
-                continue
-            parsed = LINE.match(body)
-            assert parsed, f"{page}: example {found.group(1)}: cannot read line {body!r}"
-            key = parsed.group(1)
-            assert key not in values, f"{page}: example {found.group(1)}: {key} given twice"
-            values[key] = ast.literal_eval(parsed.group(2))
-        out[found.group(1)] = values
-    return out
 
 
-def block(values: dict) -> str:
-    """The page text of one example (without comments): what ``python <this file>`` prints."""
-    width = max(map(len, values))
-    return "\n".join(f"{key.ljust(width)} = {value!r}" for key, value in values.items())
 
 
-def assert_page_holds(page: str, name: str, values: dict) -> None:
-    written = doc_examples(page).get(name)
-    assert written is not None, f"{page} has no worked example {name!r}"
-    assert list(written) == list(values), f"{page}/{name}: names differ: {list(written)} vs {list(values)}"
-    for key, value in values.items():
-        assert written[key] == value, f"{page}/{name}: {key} = {written[key]!r} but the code gives {value!r}"
 
 
 def as_lists(out) -> dict:
