@@ -103,6 +103,9 @@ class AttentionOp(GraphOp):
         if a["clip_num"] < 1 or a["clip_den"] < 1:
             raise InputError(f"attention: the softmax clip clip_num / clip_den = {a['clip_num']} / {a['clip_den']} "
                              "must have clip_num >= 1 and clip_den >= 1")
+        if a["qk_hadamard"] and not 2 <= a["rope_out_bits"] <= 16:
+            raise InputError(f"attention: rope_out_bits must be in [2, 16] (di_hadamard's in_bits), got "
+                             f"{a['rope_out_bits']}")
         rope.check_attrs(a["in_bits"], False, a["rope_frac_bits"], rope_out_width(a), False, MBITS, DEFAULT_ROUNDING,
                          "zero")
         if a["qk_hadamard"]:
