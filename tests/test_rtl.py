@@ -72,9 +72,13 @@ def bench(tmp_path_factory):
 
 
 _tb = _load("rtl_tb_run_probe", RTL / "tb" / "run.py") if not _missing else None
-SIMS = ["icarus", pytest.param("verilator", marks=pytest.mark.skipif(
-    _tb is None or "verilator" not in _tb.simulators(),
-    reason=f"cocotb 2 drives Verilator >= 5.036; installed: {_tb and _tb.verilator_version()}"))]
+SIMS = ["icarus",
+        pytest.param("verilator", marks=pytest.mark.skipif(
+            _tb is None or "verilator" not in _tb.simulators(),
+            reason=f"cocotb 2 drives Verilator >= 5.036; installed: {_tb and _tb.verilator_version()}")),
+        pytest.param("verilator-cpp", marks=pytest.mark.skipif(
+            _tb is None or "verilator-cpp" not in _tb.simulators(),
+            reason="the C++ bench runs where Verilator is installed and cocotb cannot drive it"))]
 
 
 @pytest.mark.skipif(not shutil.which("verilator"), reason="verilator not on PATH (apt-get install -y verilator)")

@@ -1,10 +1,11 @@
 """Build and run the cocotb benches on Icarus Verilog, and on Verilator where cocotb can drive it.
 
-    python rtl/tb/run.py [--sim icarus|verilator ...] [requant|isqrt|isqrt64|requant_bug|requant_trunc ...]
+    python rtl/tb/run.py [--sim icarus|verilator|verilator-cpp ...] [requant|isqrt|isqrt64|requant_bug|requant_trunc ...]
     python rtl/tb/run.py --lint          # verilator --lint-only -Wall on every unit and parameter set
 
-Default: requant isqrt isqrt64, on every simulator of ``simulators()``: Icarus, plus Verilator when
-its version is at least VERILATOR_FOR_COCOTB (older Verilators lint, but cocotb 2 cannot drive them).
+Default: requant isqrt isqrt64, on every simulator of ``simulators()``: Icarus, and Verilator when
+installed -- through cocotb where its version is at least VERILATOR_FOR_COCOTB, else through the
+plain C++ bench tb/verilator_tb.cpp (cocotb 2 cannot drive older Verilators).
 
 Exit status 0 when every named bench ran as expected. `requant_bug` and `requant_trunc` build
 requant.v with ROUNDING_BUG=1 (ties round down) / 2 (truncation) and are expected to FAIL the bench.
@@ -48,9 +49,36 @@ def verilator_version() -> tuple[int, int] | None:
 
 
 def simulators() -> list[str]:
-    """icarus, and verilator when cocotb can drive the installed one."""
+    """icarus; with Verilator installed also "verilator" (cocotb) when cocotb can drive it, else
+    "verilator-cpp" (the plain C++ bench tb/verilator_tb.cpp, any Verilator 5)."""
     version = verilator_version()
-    return ["icarus"] + (["verilator"] if version and version >= VERILATOR_FOR_COCOTB else [])
+    if version is None:
+        return ["icarus"]
+    return ["icarus", "verilator" if version >= VERILATOR_FOR_COCOTB else "verilator-cpp"]
+
+
+def run_cpp(name: str, build_root: Path | None = None, vectors: Path | None = None) -> tuple[int, int]:
+    """Build the bench's unit with Verilator and tb/verilator_tb.cpp, run it on the golden vectors:
+    (1, 0) when every case matches, (1, 1) otherwise (the output names the first mismatches)."""
+    top, src, _module, params = BENCHES[name]
+    build_dir = Path(build_root or RTL / "sim_build") / f"{name}-verilator-cpp"
+    if top == "requant":
+        defines, sub = ["-DUNIT_REQUANT", f"-DOUT_BITS={params.get('OUT_BITS', 8)}"], "requant"
+    else:
+        n_bits = params.get("N_BITS", 32)
+        defines, sub = ["-DUNIT_ISQRT", f"-DR_BITS={n_bits // 2}"], {32: "isqrt", 64: "isqrt64"}[n_bits]
+    argv = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir), "--top-module", top,
+            *(f"-G{key}={value}" for key, value in params.items()), str(RTL / src), str(TB / "verilator_tb.cpp"),
+            "-CFLAGS", " ".join(defines), "-o", "bench"]
+    build = subprocess.run(argv, capture_output=True, text=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "build.log").write_text(build.stdout + build.stderr)
+    if build.returncode != 0:
+        raise RuntimeError(f"verilator build of {name} failed; see {build_dir / 'build.log'}")
+    bench = subprocess.run([str(build_dir / "bench"), str(Path(vectors or RTL / "vectors") / sub)],
+                           capture_output=True, text=True)
+    (build_dir / "sim.log").write_text(bench.stdout + bench.stderr)
+    return 1, int(bench.returncode != 0)
 
 
 def lint(name: str) -> tuple[int, str]:
@@ -63,7 +91,10 @@ def lint(name: str) -> tuple[int, str]:
 
 
 def run(name: str, build_root: Path | None = None, vectors: Path | None = None, sim: str = "icarus") -> tuple[int, int]:
-    """Build and run one bench on ``sim``; returns (tests run, tests failed) from cocotb's results XML."""
+    """Build and run one bench on ``sim``; returns (tests run, tests failed) from cocotb's results XML
+    (or from the C++ bench's exit status for "verilator-cpp")."""
+    if sim == "verilator-cpp":
+        return run_cpp(name, build_root, vectors)
     top, src, module, params = BENCHES[name]
     build_dir = Path(build_root or RTL / "sim_build") / (name if sim == "icarus" else f"{name}-{sim}")
     runner = get_runner(sim)
