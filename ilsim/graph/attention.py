@@ -84,15 +84,15 @@ class AttentionOp(GraphOp):
         "exp_order": (int, 1), "qk_hadamard": (int, 0), "rope_out_bits": (int, 16),
     }
 
-    def check_operator_attrs(self, node, max_positions: int | None = None):
+    def check_operator_attrs(self, node, graph):
         """The attributes of every operator call of the contract (di_rope, di_hadamard,
         di_matmul_wide, quantize_rows, di_softmax, di_matmul_av_wide, quantize_rows), checked by
-        the operators' own checks; with ``max_positions`` also the int64 bound of the longest
-        probability-value sum."""
+        the operators' own checks, with the int64 bound of the longest probability-value sum (the
+        model's max_positions)."""
         from ilsim.ops import matmul, quantize, rope, softmax
         from ilsim.ops import hadamard as hadamard_op
 
-        a = {key: self.attr(node, key) for key in self.attrs}
+        a = self.attr_values(node)
         h, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
         if not (1 <= hkv <= h and h % hkv == 0):
             raise InputError(f"attention: num_heads {h} must be a positive multiple of num_kv_heads {hkv}")
@@ -121,7 +121,7 @@ class AttentionOp(GraphOp):
         softmax.check_attrs(a["score_bits"], Fraction(a["clip_num"], a["clip_den"]), a["p_bits"], a["p_frac_bits"],
                             a["exp_order"], 32)
         matmul.check_av_attrs(matmul.OP_AV_WIDE, a["p_bits"], a["p_frac_bits"], a["v_bits"], a["av_acc_bits"], MBITS,
-                              DEFAULT_ROUNDING, depth=max_positions)
+                              DEFAULT_ROUNDING, depth=graph.model.max_positions)
         quantize.check_attrs(a["out_bits"], False, a["av_acc_bits"], MBITS, "zero")
 
     def check_shapes(self, node, graph, where):
@@ -131,10 +131,6 @@ class AttentionOp(GraphOp):
         if (h, hkv, d) != (m.num_heads, m.num_kv_heads, m.head_dim):
             raise GraphError(f"{where}: num_heads, num_kv_heads, head_dim = {(h, hkv, d)} do not match the "
                              f"model's {(m.num_heads, m.num_kv_heads, m.head_dim)}")
-        try:
-            self.check_operator_attrs(node, max_positions=m.max_positions)
-        except InputError as err:
-            raise GraphError(f"{where}: {err}") from None
         for role in ("cos", "sin"):
             shape = tuple(graph.decls[node.params[role]].shape)
             if len(shape) != 2 or shape[1] != d // 2 or shape[0] < graph.model.max_positions:
@@ -165,7 +161,7 @@ class AttentionOp(GraphOp):
                        else np.uint16, np.int8 if self.attr(node, "v_bits") <= 8 else np.int16)
 
     def run(self, node, inputs, params, ctx):
-        a = {key: self.attr(node, key) for key in self.attrs}
+        a = self.attr_values(node)
         q, k, v = inputs["q"], inputs["k"], inputs["v"]
         cache: KVCache = ctx.caches[node.name]
         positions = np.asarray(ctx.positions, dtype=np.int64)

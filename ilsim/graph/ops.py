@@ -52,7 +52,7 @@ class GraphOp:
     optional_params: tuple = ()
     attrs: dict = {}
 
-    def check_attrs(self, node: Node, where: str) -> None:
+    def check_attrs(self, node: Node, where: str, graph: Graph) -> None:
         unknown = set(node.attrs) - set(self.attrs)
         if unknown:
             raise GraphError(f"{where}: unknown attributes {sorted(unknown)} for op {self.name}")
@@ -66,15 +66,19 @@ class GraphOp:
             if not ok:
                 raise GraphError(f"{where}: attribute {key!r} must be {kind.__name__}, got {value!r}")
         try:
-            self.check_operator_attrs(node)
+            self.check_operator_attrs(node, graph)
         except InputError as err:
             raise GraphError(f"{where}: {err}") from None
 
-    def check_operator_attrs(self, node: Node) -> None:
+    def check_operator_attrs(self, node: Node, graph: Graph) -> None:
         """Every operator call ``run`` makes, its attributes checked by the operator module's own
         check (the code its reference and its fast path run first): InputError for any value the
-        reference would refuse, so a node loads only if both paths accept it. Called at load,
-        after the attribute types are checked."""
+        reference would refuse, so a node loads only if both paths accept it. Called once at load,
+        after the attribute types are checked; ``graph`` gives the sizes some bounds need."""
+
+    def attr_values(self, node: Node) -> dict:
+        """Every attribute of the op: the node's value, or the default."""
+        return {key: self.attr(node, key) for key in self.attrs}
 
     def attr(self, node: Node, key: str):
         kind, default = self.attrs[key]
@@ -141,7 +145,7 @@ class EmbeddingOp(GraphOp):
     def columns(self, node, graph, inputs, where):
         return _shape(graph, node, "table")[1]
 
-    def check_operator_attrs(self, node):
+    def check_operator_attrs(self, node, graph):
         from ilsim.ops.embedding import check_attrs
 
         check_attrs(self.attr(node, "bits"), MBITS)
@@ -172,10 +176,10 @@ class RmsNormOp(GraphOp):
              "rms_frac_bits": (int, 8), "out_frac_bits": (int, 8), "out_bits": (int, 8),
              "out_symmetric": (bool, False), "y_bits": (int, 32)}
 
-    def check_operator_attrs(self, node):
+    def check_operator_attrs(self, node, graph):
         from ilsim.ops.norm import OP_RMS, check_attrs
 
-        a = {key: self.attr(node, key) for key in self.attrs}
+        a = self.attr_values(node)
         check_attrs(OP_RMS, a["gamma_k"], a["in_bits"], a["eps_m"], a["eps_k"], a["rms_frac_bits"],
                     a["out_frac_bits"], a["out_bits"], a["out_symmetric"], MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
 
@@ -210,13 +214,16 @@ class MatMulOp(GraphOp):
              "a_signed": (bool, False), "b_signed": (bool, False), "acc_bits": (int, REQUIRED),
              "out_bits": (int, 8), "out_symmetric": (bool, False), "wide": (bool, False)}
 
-    def check_operator_attrs(self, node, depth: int | None = None):
+    def check_operator_attrs(self, node, graph):
+        """With the int64 bound at the weight's K (when b is a matrix; check_shapes says otherwise)."""
         from ilsim.ops.matmul import OP, OP_WIDE, check_wide_attrs
 
-        a = {key: self.attr(node, key) for key in self.attrs}
+        a = self.attr_values(node)
+        b_shape = _shape(graph, node, "b")
         output = None if a["wide"] else (a["out_bits"], a["out_symmetric"], "zero")
         check_wide_attrs(OP_WIDE if a["wide"] else OP, a["a_bits"], a["b_bits"], a["a_signed"], a["b_signed"],
-                         a["acc_bits"], MBITS, DEFAULT_ROUNDING, output, depth=depth)
+                         a["acc_bits"], MBITS, DEFAULT_ROUNDING, output,
+                         depth=b_shape[1] if len(b_shape) == 2 else None)
 
     def columns(self, node, graph, inputs, where):
         n, k = _shape(graph, node, "b")
@@ -227,14 +234,10 @@ class MatMulOp(GraphOp):
     def check_shapes(self, node, graph, where):
         b_shape = _shape(graph, node, "b")
         _expect(len(b_shape) == 2, where, f"b must be a matrix [N, K], got shape {b_shape}")
-        n, k = b_shape
+        n, _ = b_shape
         _expect(_shape(graph, node, "b_zp") == (n,) and _shape(graph, node, "b_m") == (n,), where,
                 "b_zp and b_m must have one entry per output channel")
         _expect(0 <= node.attrs["b_shift"] <= 63, where, "b_shift must be in [0, 63]")
-        try:
-            self.check_operator_attrs(node, depth=k)
-        except InputError as err:
-            raise GraphError(f"{where}: {err}") from None
 
     def output_kind(self, node):
         return "wide" if self.attr(node, "wide") else "rows"
@@ -299,7 +302,7 @@ class SwiGluOp(GraphOp):
                         f"{role} must have one entry per gate channel ({inputs['gate']},)")
         return inputs["gate"]
 
-    def check_operator_attrs(self, node):
+    def check_operator_attrs(self, node, graph):
         from ilsim.ops.swiglu import OP_SWIGLU, check_attrs
 
         shift = self.attr(node, "sig_shift")
@@ -337,7 +340,7 @@ class ResidualOp(GraphOp):
         _expect(inputs["a"] == inputs["b"], where, f"a has {inputs['a']} values per token, b has {inputs['b']}")
         return inputs["a"]
 
-    def check_operator_attrs(self, node):
+    def check_operator_attrs(self, node, graph):
         from ilsim.ops.residual import check_attrs
 
         check_attrs(self.attr(node, "a_bits"), self.attr(node, "b_bits"), self.attr(node, "a_signed"),
@@ -369,7 +372,7 @@ class HadamardOp(GraphOp):
                 f"input 'x' has {inputs['x']} values per token, the node's size is {self.attr(node, 'size')}")
         return inputs["x"]
 
-    def check_operator_attrs(self, node):
+    def check_operator_attrs(self, node, graph):
         from ilsim.ops.hadamard import check_attrs, hadamard_factors
 
         hadamard_factors(self.attr(node, "size"))

@@ -83,7 +83,7 @@ def validate_graph(graph: Graph) -> None:
             raise GraphError(f"{where}: every op has exactly one output, got {node.outputs}")
         if node.outputs[0] in produced:
             raise GraphError(f"{where}: output {node.outputs[0]!r} is already produced by another node")
-        op.check_attrs(node, where)
+        op.check_attrs(node, where, graph)
         op.check_shapes(node, graph, where)
         columns[node.outputs[0]] = op.columns(node, graph, {role: columns[v] for role, v in node.inputs.items()},
                                               where)
