@@ -17,11 +17,19 @@ __version__ = "0.1.0"
 SPEC_VERSION = "1.0"
 
 
+def cache_root():
+    """ilsim's cache folder (a pathlib.Path): $ILSIM_CACHE, else ~/.cache/ilsim."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("ILSIM_CACHE", Path.home() / ".cache" / "ilsim"))
+
+
 #: the folders whose files hold compiled (Numba) code, or code inlined into it
 COMPILED_SOURCES = ("arith", "kernels", "ops")
 
 
-def numba_cache_folder(package: "os.PathLike", cache_root: "os.PathLike"):
+def numba_cache_folder(package, cache_root):
     """<cache_root>/numba/<first 16 hex digits of the sha256 of every file of COMPILED_SOURCES
     under ``package``, by name and content>: a folder that changes whenever compiled code does."""
     import hashlib
@@ -47,8 +55,7 @@ def _key_numba_cache_on_sources() -> None:
 
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    root = os.environ.get("ILSIM_CACHE") or Path.home() / ".cache" / "ilsim"
-    folder = numba_cache_folder(Path(__file__).resolve().parent, root)
+    folder = numba_cache_folder(Path(__file__).resolve().parent, cache_root())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -39,7 +39,7 @@ def shipped_models() -> list[str]:
 
 def cache_dir() -> Path:
     """Where exported graphs of checkpoints are cached ($ILSIM_CACHE or ~/.cache/ilsim)."""
-    from ilsim.zoo import cache_root
+    from ilsim import cache_root
 
     return cache_root()
 

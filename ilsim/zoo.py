@@ -24,6 +24,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ilsim import cache_root
 from ilsim.errors import InputError
 
 CHUNK = 1 << 20
@@ -56,11 +57,6 @@ REMOTE_MODELS: dict[str, RemoteModel] = {
         description="SmolLM2-135M-Instruct (HuggingFaceTB), llama.cpp GGUF with Q4_1 weights; "
                     "its dequantized weights are the float reference"),
 }
-
-
-def cache_root() -> Path:
-    """ilsim's cache folder: $ILSIM_CACHE, else ~/.cache/ilsim."""
-    return Path(os.environ.get("ILSIM_CACHE", Path.home() / ".cache" / "ilsim"))
 
 
 def model_path(name: str) -> Path:

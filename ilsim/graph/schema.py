@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 
 from ilsim.errors import InputError
+from ilsim.hf.safetensors_file import MAX_ELEMENTS, MAX_NDIM
 
 #: limits stated in docs/spec/graph.md ("Limits")
 MAX_DIMENSION = 1 << 31          # any one declared dimension
-MAX_ELEMENTS = 1 << 40           # one tensor's element count
+# a tensor's number of dimensions and elements: the container's own limits (MAX_NDIM, MAX_ELEMENTS)
 MAX_NAME_LENGTH = 1024
 MAX_WIDTH = 64                   # a declared bit width
 MODEL_LIMITS = {                 # ModelInfo field -> (lowest, highest)
@@ -85,10 +86,11 @@ def check_constant(name: str, decl, dtypes) -> None:
     _need(isinstance(decl["dtype"], str) and decl["dtype"] in dtypes, f"{where}: unsupported dtype {short_repr(decl['dtype'])} (supported: "
                                    f"{', '.join(sorted(dtypes))})")
     shape = decl["shape"]
-    _need(isinstance(shape, list) and len(shape) <= 8 and all(_is_int(d) and 0 <= d <= MAX_DIMENSION for d in shape),
-          f"{where}: shape must be a list of at most 8 integers in [0, 2^31], got {short_repr(shape)}")
+    _need(isinstance(shape, list) and len(shape) <= MAX_NDIM
+          and all(_is_int(d) and 0 <= d <= MAX_DIMENSION for d in shape),
+          f"{where}: shape must be a list of at most {MAX_NDIM} integers in [0, 2^31], got {short_repr(shape)}")
     _need(math.prod(max(d, 1) for d in shape) <= MAX_ELEMENTS,
-          f"{where}: shape {shape} has more than 2^40 elements")
+          f"{where}: shape {shape} has more than 2^{MAX_ELEMENTS.bit_length() - 1} elements")
     _need(_is_int(decl["bits"]) and 1 <= decl["bits"] <= MAX_WIDTH,
           f"{where}: bits must be an integer in [1, {MAX_WIDTH}], got {short_repr(decl['bits'])}")
     _need(isinstance(decl["signed"], bool), f"{where}: signed must be true or false, got {short_repr(decl['signed'])}")
