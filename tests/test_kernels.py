@@ -4,9 +4,10 @@ import numba
 import numpy as np
 from hypothesis import given, strategies as st
 
+from ilsim.arith.bits import bit_length_i64
 from ilsim.errors import WidthError
-from ilsim.kernels.rowquant import (ROW_OK, ROW_PYTHON, SCALE_LIMIT_BITS, bit_length_i64,
-                                    quantize_rows_parallel, quantize_rows_serial, row_output_scale_i64)
+from ilsim.kernels.rowquant import (ROW_OK, ROW_PYTHON, SCALE_LIMIT_BITS, quantize_rows_parallel,
+                                    quantize_rows_serial, row_output_scale_i64)
 from ilsim.ops.quantize import output_levels, row_output_scale
 
 

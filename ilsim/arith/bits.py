@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba.extending import overload
 
 from ilsim.errors import InputError
 
 
 def bit_length(x: int) -> int:
-    """Number of bits of |x| (0 for 0), as Python's int.bit_length."""
+    """Number of bits of |x| (0 for 0), as Python's int.bit_length. Inside compiled code (a
+    formula registered with Numba) it is :func:`bit_length_i64`, for x >= 0."""
     return int(x).bit_length()
+
+
+@numba.njit(cache=True, inline="always")
+def bit_length_i64(x):
+    """Bits of a non-negative int64 (0 for 0): Python's int.bit_length, by halving search."""
+    n = 0
+    for step in (32, 16, 8, 4, 2, 1):
+        if x >= np.int64(1) << step:
+            x >>= step
+            n += step
+    return n + (1 if x > 0 else 0)
+
+
+@overload(bit_length, inline="always")
+def _bit_length_compiled(x):
+    return lambda x: bit_length_i64(x)
 
 
 def clz(x: int, width: int) -> int:

@@ -1,70 +1,33 @@
-"""Numba scalar versions of the rounding primitives, for use inside compiled kernels.
+"""The rounding formulas of :mod:`ilsim.arith.rounding`, compiled for int64 kernels.
 
-Same contracts as :mod:`ilsim.arith.rounding` (int64 operands, |x| < 2^62, shifts clamped to 63),
-with the mode passed as an integer code from :data:`MODE_CODE`. Tests hold them equal to the
-Python-int references.
+Not a second implementation: :func:`rshift_round_i64` and :func:`div_round_i64` compile the same
+source (``rshift_round_int``, ``div_round_int``, ``apply_mode``) that the Python-int references run.
+What this module adds is the int64 domain: |x| < 2^62, divisors below 2^62, shifts clamped to 63
+(a shift of 63 or more gives the same result for such x). The mode is an integer code
+(:data:`MODE_CODE`, :func:`mode_code`).
 
-They are inlined into the kernels that call them. Numba's on-disk cache (cache=True) keys a kernel
-on its own module only, so ilsim keys the whole cache folder on the sources of every module with
-compiled code (ilsim.numba_cache_folder): an edit here starts a fresh cache, no kernel keeps the
+Numba's on-disk cache (cache=True) keys a kernel on its own file only, while these formulas are
+inlined from other files; ilsim therefore keys the whole cache folder on the sources of every
+module (ilsim.numba_cache_folder): an edit of a formula starts a fresh cache, no kernel keeps the
 old code.
 """
 
 from __future__ import annotations
 
 import numba
-import numpy as np
 
-from ilsim.arith.rounding import Rounding, as_rounding
+from ilsim.arith.rounding import (FLOOR, HALF_AWAY, HALF_EVEN, HALF_UP, MODE_CODE, TRUNC, div_round_int,
+                                  mode_code, rshift_round_int)
 
-FLOOR, TRUNC, HALF_UP, HALF_AWAY, HALF_EVEN = 0, 1, 2, 3, 4
-MODE_CODE = {
-    Rounding.FLOOR: FLOOR,
-    Rounding.TRUNC: TRUNC,
-    Rounding.HALF_UP: HALF_UP,
-    Rounding.HALF_AWAY: HALF_AWAY,
-    Rounding.HALF_EVEN: HALF_EVEN,
-}
-
-
-def mode_code(mode) -> int:
-    """The integer code of a rounding mode, for passing into a jitted kernel."""
-    return MODE_CODE[as_rounding(mode)]
-
-
-@numba.njit(cache=True, inline="always")
-def _apply_mode(q, rem_nonzero, up, tie, negative, mode):
-    """The mode's correction of the floor quotient q, without data-dependent branches (a
-    mispredicted branch per element cost more than the division): ``up``/``tie`` (0 or 1) say
-    whether the remainder is above / exactly at one half."""
-    if mode == FLOOR:
-        return q
-    if mode == TRUNC:
-        return q + (rem_nonzero & negative)
-    if mode == HALF_UP:
-        return q + up + tie
-    if mode == HALF_AWAY:
-        return q + up + (tie & (1 - negative))
-    return q + up + (tie & (q & 1))  # HALF_EVEN
+__all__ = ["FLOOR", "TRUNC", "HALF_UP", "HALF_AWAY", "HALF_EVEN", "MODE_CODE", "mode_code",
+           "rshift_round_i64", "div_round_i64"]
 
 
 @numba.njit(cache=True, inline="always")
 def rshift_round_i64(x, s, mode):
-    """round(x / 2^s) in the coded mode; int64 x with |x| < 2^62, 0 <= s (clamped to 63)."""
-    if s <= 0:
-        return np.int64(x)
-    if s > 63:
-        s = 63
-    q = x >> s
-    rem = x - (q << s)                       # in [0, 2^s)
-    half = np.int64(1) << (s - 1)
-    return _apply_mode(q, np.int64(rem != 0), np.int64(rem > half), np.int64(rem == half), np.int64(x < 0), mode)
+    """:func:`~ilsim.arith.rounding.rshift_round_int` on int64: |x| < 2^62, s >= 0 clamped to 63."""
+    return rshift_round_int(x, min(s, 63), mode)
 
 
-@numba.njit(cache=True, inline="always")
-def div_round_i64(a, b, mode):
-    """round(a / b) in the coded mode; int64 a with |a| < 2^62, 0 < b < 2^62."""
-    q = a // b
-    rem = a - q * b                          # in [0, b)
-    twice = rem << 1                         # < 2^63
-    return _apply_mode(q, np.int64(rem != 0), np.int64(twice > b), np.int64(twice == b), np.int64(a < 0), mode)
+div_round_i64 = numba.njit(cache=True, inline="always")(div_round_int)
+div_round_i64.__doc__ = ":func:`~ilsim.arith.rounding.div_round_int` compiled: int64 a with |a| < 2^62, 0 < b < 2^62."

@@ -10,9 +10,14 @@ Modes (ties are values whose discarded part is exactly one half):
     HALF_AWAY  nearest, ties away from 0   (gemmlowp RoundingDivideByPOT)
     HALF_EVEN  nearest, ties to even       (IEEE default, numpy.round)
 
-The ``*_reference`` functions work on Python ints (any size). The array functions work on int64
-arrays whose magnitudes are below 2^62 (checked), with shift amounts in [0, 63]; a shift above
-63 gives the same result as 63 for such inputs, so it is clamped.
+One implementation: :func:`apply_mode` is the only place a mode corrects a floor quotient, and
+:func:`rshift_round_int` / :func:`div_round_int` the only formulas of the two roundings. They are
+plain integer code registered with Numba (``register_jitable``): Python calls them on Python ints
+(any size) -- that is what the ``*_reference`` functions do after validating their arguments --
+and compiled kernels inline the same source on int64 (ilsim.arith.jit, with its int64 ranges).
+The array functions apply the same :func:`apply_mode` to int64 arrays whose magnitudes are below
+2^62 (checked), with shift amounts in [0, 63]; a shift above 63 gives the same result as 63 for
+such inputs, so it is clamped.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import enum
 
 import numpy as np
+from numba.extending import register_jitable
 
 from ilsim.errors import InputError, WidthError
 
@@ -33,6 +39,16 @@ class Rounding(str, enum.Enum):
 
 
 DEFAULT_ROUNDING = Rounding.HALF_UP
+
+#: Integer codes of the modes, as the formulas below (and compiled kernels) take them.
+FLOOR, TRUNC, HALF_UP, HALF_AWAY, HALF_EVEN = 0, 1, 2, 3, 4
+MODE_CODE = {
+    Rounding.FLOOR: FLOOR,
+    Rounding.TRUNC: TRUNC,
+    Rounding.HALF_UP: HALF_UP,
+    Rounding.HALF_AWAY: HALF_AWAY,
+    Rounding.HALF_EVEN: HALF_EVEN,
+}
 
 #: Largest magnitude (exclusive) accepted by the int64 array paths: x < 2^62 leaves headroom
 #: for the rounding offset and the remainder computation.
@@ -56,44 +72,66 @@ def op_rounding(op: str, mode) -> Rounding:
         raise InputError(f"{op}: {err}") from None
 
 
-def _round_quotient(q: int, twice_rem: int, divisor: int, negative: bool, mode: Rounding) -> int:
-    """Given floor quotient q and remainder r (0 <= r < divisor, passed as 2r), apply the mode."""
-    if mode is Rounding.FLOOR:
+def mode_code(mode) -> int:
+    """The integer code of a rounding mode (a Rounding or its string), as the formulas take it."""
+    return MODE_CODE[as_rounding(mode)]
+
+
+@register_jitable(inline="always")
+def apply_mode(q, rem_nonzero, up, tie, negative, mode):
+    """The mode's correction of a floor quotient q -- the one place each mode is written.
+
+    Flags are 0/1 integers (ints, int64 scalars or int64 arrays): ``rem_nonzero`` (the discarded
+    part is not 0), ``up`` / ``tie`` (it is above / exactly one half), ``negative`` (the dividend
+    is below 0). Branch-free in the data (a mispredicted branch per element cost more than the
+    division); ``mode`` is a code of :data:`MODE_CODE`.
+    """
+    if mode == FLOOR:
         return q
-    if mode is Rounding.TRUNC:
-        return q + 1 if (twice_rem and negative) else q
-    if twice_rem > divisor:
-        return q + 1
-    if twice_rem < divisor:
-        return q
-    # exact tie
-    if mode is Rounding.HALF_UP:
-        return q + 1
-    if mode is Rounding.HALF_AWAY:
-        return q if negative else q + 1
-    return q + (q & 1)  # HALF_EVEN
+    if mode == TRUNC:
+        return q + (rem_nonzero & negative)
+    if mode == HALF_UP:
+        return q + up + tie
+    if mode == HALF_AWAY:
+        return q + up + (tie & (1 - negative))
+    return q + up + (tie & (q & 1))  # HALF_EVEN
+
+
+@register_jitable(inline="always")
+def rshift_round_int(x, s, mode):
+    """round(x / 2^s) in the coded mode, for s >= 0 (s = 0 returns x). Exact on Python ints of any
+    size; compiled on int64 it needs |x| < 2^62 and s <= 63 (ilsim.arith.jit clamps s)."""
+    if s <= 0:
+        return x
+    q = x >> s
+    rem = x - (q << s)                       # in [0, 2^s)
+    half = 1 << (s - 1)
+    return apply_mode(q, int(rem != 0), int(rem > half), int(rem == half), int(x < 0), mode)
+
+
+@register_jitable(inline="always")
+def div_round_int(a, b, mode):
+    """round(a / b) in the coded mode, for b > 0. Exact on Python ints of any size; compiled on
+    int64 it needs |a| < 2^62 and b < 2^62 (so 2 * rem < 2^63)."""
+    q = a // b
+    rem = a - q * b                          # in [0, b)
+    return apply_mode(q, int(rem != 0), int(2 * rem > b), int(2 * rem == b), int(a < 0), mode)
 
 
 def rshift_round_reference(x: int, s: int, mode=DEFAULT_ROUNDING) -> int:
     """round(x / 2^s) for Python ints x (any sign, any size) and s >= 0, in the named mode."""
-    mode = as_rounding(mode)
+    code = mode_code(mode)
     if s < 0:
         raise InputError(f"rshift_round: shift must be >= 0, got {s}")
-    if s == 0:
-        return x
-    q = x >> s
-    rem = x - (q << s)
-    return _round_quotient(q, 2 * rem, 1 << s, x < 0, mode)
+    return rshift_round_int(x, s, code)
 
 
 def div_round_reference(a: int, b: int, mode=DEFAULT_ROUNDING) -> int:
     """round(a / b) for Python ints a (any sign) and b > 0, in the named mode."""
-    mode = as_rounding(mode)
+    code = mode_code(mode)
     if b <= 0:
         raise InputError(f"div_round: divisor must be > 0, got {b}")
-    q = a // b
-    rem = a - q * b
-    return _round_quotient(q, 2 * rem, b, a < 0, mode)
+    return div_round_int(a, b, code)
 
 
 def _require_array_limit(x: np.ndarray, what: str) -> None:
@@ -102,19 +140,8 @@ def _require_array_limit(x: np.ndarray, what: str) -> None:
                          f"the int64 path is only exact below that")
 
 
-def _round_quotient_array(q, rem_nonzero, cmp_half, negative, mode: Rounding):
-    """Apply the mode to floor quotient q; cmp_half is -1/0/+1 as the remainder is below/at/above half."""
-    if mode is Rounding.FLOOR:
-        return q
-    if mode is Rounding.TRUNC:
-        return q + (rem_nonzero & negative)
-    up = cmp_half > 0
-    tie = cmp_half == 0
-    if mode is Rounding.HALF_UP:
-        return q + (up | tie)
-    if mode is Rounding.HALF_AWAY:
-        return q + (up | (tie & ~negative))
-    return q + (up | (tie & ((q & 1) == 1)))
+def _flag(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.int64)
 
 
 def rshift_round(x, s, mode=DEFAULT_ROUNDING) -> np.ndarray:
@@ -129,8 +156,9 @@ def rshift_round(x, s, mode=DEFAULT_ROUNDING) -> np.ndarray:
     q = x >> s
     rem = x - (q << s)  # in [0, 2^s); no overflow because |x| < 2^62
     half = np.left_shift(np.int64(1), np.maximum(s - 1, 0))
-    cmp_half = np.where(s > 0, np.sign(rem - half), -1)
-    out = _round_quotient_array(q, rem != 0, cmp_half, x < 0, mode)
+    shifted = s > 0                          # s = 0: rem = 0, no correction in any mode
+    out = apply_mode(q, _flag(rem != 0), _flag(shifted & (rem > half)), _flag(shifted & (rem == half)),
+                     _flag(x < 0), MODE_CODE[mode])
     return np.asarray(out, dtype=np.int64)
 
 
@@ -145,6 +173,6 @@ def div_round(a, b, mode=DEFAULT_ROUNDING) -> np.ndarray:
     _require_array_limit(b, "div_round")
     q = a // b
     rem = a - q * b  # in [0, b)
-    cmp_half = np.sign(rem - (b - rem))  # sign(2*rem - b) without forming 2*rem
-    out = _round_quotient_array(q, rem != 0, cmp_half, a < 0, mode)
+    above = rem - (b - rem)                  # sign(2*rem - b) without forming 2*rem
+    out = apply_mode(q, _flag(rem != 0), _flag(above > 0), _flag(above == 0), _flag(a < 0), MODE_CODE[mode])
     return np.asarray(out, dtype=np.int64)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ilsim.arith.bits import bit_length_i64
 from ilsim.arith.dyadic import MAX_SHIFT
 from ilsim.arith.jit import HALF_UP, div_round_i64
 
@@ -26,17 +27,6 @@ ROW_OK, ROW_ZERO, ROW_PYTHON = 0, 1, 2
 SCALE_LIMIT_BITS = 61
 #: Below this many elements the serial kernel is used (thread dispatch costs more than it saves).
 PARALLEL_MIN_ELEMENTS = 1 << 14
-
-
-@numba.njit(cache=True, inline="always")
-def bit_length_i64(x):
-    """Bits of a non-negative int64 (0 for 0): Python's int.bit_length, by halving search."""
-    n = 0
-    for step in (32, 16, 8, 4, 2, 1):
-        if x >= np.int64(1) << step:
-            x >>= step
-            n += step
-    return n + (1 if x > 0 else 0)
 
 
 @numba.njit(cache=True, inline="always")

@@ -21,10 +21,10 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
 from ilsim.arith.dyadic import MAX_SHIFT
-from ilsim.arith.jit import HALF_UP, div_round_i64
-from ilsim.arith.rounding import div_round, div_round_reference
+from ilsim.arith.rounding import HALF_UP, div_round, div_round_int
 from ilsim.errors import InputError
 from ilsim.ops._common import storage_dtype
 from ilsim.widths import check_width_int, int_input, is_int, require_attr
@@ -78,15 +78,23 @@ def first_index(mask: np.ndarray) -> tuple:
 
 
 # ---------------------------------------------------------------- the per-scale constant |t|
+#
+# The formulas are written once, as plain integer code registered with Numba: Python runs them on
+# Python ints (the references), compiled kernels inline the same source on int64 (the *_i64
+# twins), and the array path applies log2e_multiplier to whole arrays.
 
-def log2e_multiplier(m: int) -> int:
-    """m_f = m + (m >> 1) - (m >> 4): m * 1.4375 (log2 e = 1.0111b), each shift a floor."""
+@register_jitable(inline="always")
+def log2e_multiplier(m):
+    """m_f = m + (m >> 1) - (m >> 4): m * 1.4375 (log2 e = 1.0111b), each shift a floor.
+    Ints, int64 scalars in kernels, or int64 arrays."""
     return m + (m >> 1) - (m >> 4)
 
 
-def exp_t_abs_reference(m: int, k: int) -> int:
-    """|t| = round_half_up(2^k / m_f) on Python ints, for m >= 1 and 0 <= k <= 63 (0: scale too large)."""
-    return div_round_reference(1 << k, log2e_multiplier(m))
+@register_jitable(inline="always")
+def exp_t_abs_reference(m, k):
+    """|t| = round_half_up(2^k / m_f), for m >= 1 and 0 <= k <= 63 (0: scale too large).
+    Exact on Python ints; compiled (:func:`exp_t_abs_i64`) it needs k <= INT64_MAX_K."""
+    return div_round_int(1 << k, log2e_multiplier(m), HALF_UP)
 
 
 def t_abs_limit(out_bits: int, order: int) -> int:
@@ -109,16 +117,14 @@ def exp_t_abs_checked_reference(m: int, k: int, out_bits: int, order: int, op: s
     return t_abs
 
 
-@numba.njit(cache=True, inline="always")
-def exp_t_abs_i64(m, k):
-    """Jitted twin of :func:`exp_t_abs_reference` for 1 <= m < 2^30 and 0 <= k <= INT64_MAX_K."""
-    return div_round_i64(np.int64(1) << k, m + (m >> 1) - (m >> 4), HALF_UP)
+#: :func:`exp_t_abs_reference` compiled, for 1 <= m < 2^30 and 0 <= k <= INT64_MAX_K.
+exp_t_abs_i64 = numba.njit(cache=True, inline="always")(exp_t_abs_reference)
 
 
 def exp_t_abs(m: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Vectorised :func:`exp_t_abs_reference` over int64 arrays of one shape (values above
     2^62, possible only for k >= 62, are stored as 2^62: no out_bits admits them)."""
-    m_f = m + (m >> 1) - (m >> 4)
+    m_f = log2e_multiplier(m)
     t_abs = np.empty(m.shape, dtype=np.int64)
     small = k <= INT64_MAX_K
     t_abs[small] = div_round(np.left_shift(np.int64(1), k[small]), m_f[small])
@@ -146,35 +152,38 @@ def exp_t_abs_checked(m: np.ndarray, k: np.ndarray, out_bits: int, order: int, o
 
 # ---------------------------------------------------------------- the per-element exponential
 
-def exp_from_t_reference(x: int, t_abs: int, order: int) -> int:
-    """y ~= |t| * 2^(x / |t|) for Python ints x <= 0, |t| >= 1 (the contract's element formula)."""
-    t = -t_abs
-    q = x // t                      # floor division: q >= 0
-    r = x - q * t                   # in (t, 0]
-    if order == 1:
-        return ((r >> 1) - t) >> q  # floor(r / 2) + |t|, then floor(/ 2^q)
-    if q > t_abs.bit_length():      # |t| P(f) / 2^q <= |t| / 2^q < 1/2: rounds to 0
-        return 0
-    numerator = (t_abs * t_abs << ORDER2_C) + (r * t_abs << (ORDER2_C - 1)) + ORDER2_A2 * r * (t_abs + r)
-    return div_round_reference(numerator, t_abs << (ORDER2_C + q))
+@register_jitable(inline="always")
+def exp_from_t(x, t_abs, order):
+    """y ~= |t| * 2^(x / |t|): the contract's element formula, for x <= 0 and 1 <= |t| <= 2^62 - 1
+    (order 2: |t| < 2^26), x >= -2^61. The one source of DI-Exp's element arithmetic: exact on
+    Python ints (:func:`exp_from_t_reference`) and, with the same bounds, on int64 in kernels
+    (:func:`exp_from_t_i64`, inlined into DI-Exp, DI-Softmax, DI-SiLU and DI-SwiGLU).
 
-
-@numba.njit(cache=True, inline="always")
-def exp_from_t_i64(x, t_abs, order):
-    """Jitted twin of :func:`exp_from_t_reference`: int64 x in [-2^61, 0], 1 <= |t| <= 2^62 - 1
-    (order 2: |t| < 2^26). Shifts of 63 or more give 0, as the unbounded shifts do."""
+    q = floor(x / t) >= 0 and r = x - q*t in (t, 0], t = -|t|. Order 1: ((r >> 1) + |t|) >> q.
+    Order 2: round_half_up(N / D), N = 512 T^2 + 256 r T + 87 r (T + r), D = T * 2^(9 + q).
+    Shifts of 63 or more give 0, as the unbounded ones do (the shifted values are below 2^62), and
+    order 2 is 0 once 2^(q-1) > |t| (the quotient is below 1/2), which also bounds D below 2^61.
+    """
     q = (-x) // t_abs               # both operands >= 0, so this is floor(x / t)
     r = x + q * t_abs
     if order == 1:
         if q >= 63:                 # (r >> 1) + |t| <= |t| < 2^62
-            return np.int64(0)
+            return 0
         return ((r >> 1) + t_abs) >> q
-    # |t| * P(f) / 2^q <= |t| / 2^q < 1/2 once 2^(q-1) > |t|: half-up rounds that to 0
     if q >= 63 or (q >= 1 and (t_abs >> (q - 1)) == 0):
-        return np.int64(0)
+        return 0
     numerator = t_abs * t_abs * _C_ONE + r * t_abs * _C_HALF + ORDER2_A2 * r * (t_abs + r)
-    denominator = t_abs << (ORDER2_C + q)  # < 2^(2*26 + 9): q <= bits(|t|) here
-    return (numerator + (denominator >> 1)) // denominator
+    denominator = t_abs << (ORDER2_C + q)
+    return (numerator + (denominator >> 1)) // denominator   # half up: D is even
+
+
+def exp_from_t_reference(x: int, t_abs: int, order: int) -> int:
+    """:func:`exp_from_t` on Python ints (the scalar reference's element step)."""
+    return exp_from_t(int(x), int(t_abs), int(order))
+
+
+#: :func:`exp_from_t` compiled on int64 (same bounds).
+exp_from_t_i64 = numba.njit(cache=True, inline="always")(exp_from_t)
 
 
 @numba.njit(cache=True, parallel=True)

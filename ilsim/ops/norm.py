@@ -37,7 +37,7 @@ from ilsim.arith.isqrt import ISQRT_MAX, isqrt_i64, isqrt_reference
 from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code
 from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
-from ilsim.kernels.rowquant import bit_length_i64
+from ilsim.arith.bits import bit_length_i64
 from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,

@@ -24,9 +24,9 @@ from fractions import Fraction
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
-from ilsim.arith.jit import HALF_UP, div_round_i64
-from ilsim.arith.rounding import div_round, div_round_reference
+from ilsim.arith.rounding import HALF_UP, div_round, div_round_int, div_round_reference
 from ilsim.errors import InputError
 from ilsim.ops._common import storage_dtype
 from ilsim.ops.exp import (SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
@@ -128,6 +128,13 @@ def _keep_mask(mask, shape) -> np.ndarray:
 
 # ---------------------------------------------------------------- DI-ClippedSoftmax
 
+@register_jitable(inline="always")
+def probability(e, total, frac_bits, p_max):
+    """p = min(round_half_up(e * 2^F / S), p_max): one element's output from its exponential e and
+    its row's sum S >= 1 (the one source for the reference and the kernel; e * 2^F < 2^62)."""
+    return min(div_round_int(e << frac_bits, total, HALF_UP), p_max)
+
+
 def di_softmax_reference(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_frac_bits: int = 8,
                          mask=None, order: int = 1, sum_bits: int = 32):
     """Scalar reference of the module contract: per-row constants first, then one loop per row."""
@@ -150,8 +157,7 @@ def di_softmax_reference(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int =
                 d = max(d, -c_int[r])
             e[j] = exp_from_t_reference(d, t_abs[r], order)
         total = check_width_int(sum(e.values()), sum_bits, False, OP, indexed("S", i))
-        p_rows.append([min(div_round_reference(e[j] << out_frac_bits, total), p_max) if j in e else 0
-                       for j in range(n_cols)])
+        p_rows.append([probability(e[j], total, out_frac_bits, p_max) if j in e else 0 for j in range(n_cols)])
     p = np.array(p_rows, dtype=np.int64).reshape(x.shape)
     return p.astype(storage_dtype(out_bits, False))
 
@@ -177,7 +183,7 @@ def _softmax_kernel(x, keep, t_abs, neg_clip, order, frac_bits, p_max, p, sums):
         sums[r] = total
         for j in range(n_cols):
             if keep[r, j]:
-                p[r, j] = min(div_round_i64(p[r, j] << frac_bits, total, HALF_UP), p_max)
+                p[r, j] = probability(p[r, j], total, frac_bits, p_max)
 
 
 def di_softmax(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_frac_bits: int = 8,

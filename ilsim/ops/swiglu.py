@@ -25,17 +25,16 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
-from ilsim.arith.bits import bit_length_array
+from ilsim.arith.bits import bit_length
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code, rshift_round_i64
-from ilsim.arith.rounding import (DEFAULT_ROUNDING, as_rounding, div_round_reference, rshift_round,
-                                  rshift_round_reference)
+from ilsim.arith.rounding import DEFAULT_ROUNDING, HALF_UP, as_rounding, div_round_int, mode_code, rshift_round_int
 from ilsim.errors import InputError, WidthError
-from ilsim.kernels.rowquant import bit_length_i64, row_min_max
-from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
-                           exp_t_abs_checked_reference, exp_t_abs_i64, first_index, require_int_attr,
-                           require_order, scale_input, shaped_input, shift_input, t_abs_limit)
+from ilsim.kernels.rowquant import row_min_max
+from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t, exp_t_abs_checked, exp_t_abs_checked_reference,
+                           exp_t_abs_reference, first_index, require_int_attr, require_order, scale_input,
+                           shaped_input, shift_input, t_abs_limit)
 from ilsim.ops._common import memoized_attrs
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
@@ -55,40 +54,56 @@ _NEUTRAL_M, _NEUTRAL_K = 1 << (OUT_MBITS - 1), MAX_SHIFT
 
 
 # ---------------------------------------------------------------- sigmoid
+#
+# Written once, as plain integer code registered with Numba: the references run these formulas
+# on Python ints, the kernels inline the same source on int64 (the *_i64 names compile them).
+
+@register_jitable(inline="always")
+def sigmoid(v, t_abs, frac_bits, order, mode):
+    """sigma = round(e1 * 2^F / (e1 + e2)) in [0, 2^F] (mode: a rounding code): e1 = exp(v - M),
+    e2 = exp(-M), M = max(v, 0), both by DI-Exp with the scale's |t|. One of the two inputs is
+    -|v|, the other 0, so the formula evaluates DI-Exp(-|v|) and DI-Exp(0) and assigns them by
+    the sign of v (a select, not a branch); e1 + e2 >= DI-Exp(0) = |t| >= 1. Compiled on int64
+    with |t| < 2^32 and F <= 30, e1 * 2^F < 2^62."""
+    e_neg = exp_from_t(-abs(v), t_abs, order)
+    e_zero = exp_from_t(0, t_abs, order)
+    e1 = e_zero if v >= 0 else e_neg
+    e2 = e_neg if v >= 0 else e_zero
+    return div_round_int(e1 << frac_bits, e1 + e2, mode)
+
 
 def sigmoid_reference(v: int, t_abs: int, frac_bits: int, order: int, mode=DEFAULT_ROUNDING) -> int:
-    """sigma = round(e1 * 2^F / (e1 + e2)) in [0, 2^F]: e1 = exp(v - M), e2 = exp(-M), M = max(v, 0),
-    both by DI-Exp with the scale's |t|; e1 + e2 >= |t| >= 1 (the larger exp is exactly |t|)."""
-    big = max(v, 0)
-    e1 = exp_from_t_reference(v - big, t_abs, order)
-    e2 = exp_from_t_reference(-big, t_abs, order)
-    return div_round_reference(e1 << frac_bits, e1 + e2, mode)
+    """:func:`sigmoid` on Python ints, with a named rounding mode."""
+    return sigmoid(int(v), int(t_abs), int(frac_bits), int(order), mode_code(mode))
 
 
-@numba.njit(cache=True, inline="always")
-def sigmoid_i64(v, t_abs, frac_bits, order, mode):
-    """Jitted twin of :func:`sigmoid_reference` (mode as an ilsim.arith.jit code). Of e1 =
-    exp(v - M) and e2 = exp(-M), M = max(v, 0), one has input 0, and DI-Exp(0) = |t| exactly in
-    both orders; so one exponential, exp(-|v|), is computed and the other is |t| (a select, not a
-    branch on the sign)."""
-    e = exp_from_t_i64(-abs(v), t_abs, order)
-    e1 = t_abs if v >= 0 else e
-    return div_round_i64(e1 << frac_bits, t_abs + e, mode)
+#: :func:`sigmoid` compiled on int64 (mode as a rounding code).
+sigmoid_i64 = numba.njit(cache=True, inline="always")(sigmoid)
+
+
+@register_jitable(inline="always")
+def sigmoid_scale(m_g, k_g, div_m, div_k):
+    """(m, k) ~= m_g * div_m / 2^(k_g + div_k) with m < 2^16: ONE half-up rounding, unchecked.
+
+    P = m_g * div_m (exact; < 2^60 for uint30 x uint30), K = k_g + div_k; s = max(0, bits(P) - 16,
+    K - 63); m = round_half_up(P / 2^s), k = K - s; a rounding carry m = 2^16 becomes 2^15 with
+    k - 1 (exact). The caller refuses k < 0 and m = 0 (:func:`sigmoid_scale_reference`).
+    """
+    product = m_g * div_m
+    shift_total = k_g + div_k
+    s = max(0, bit_length(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
+    m = rshift_round_int(product, s, HALF_UP)
+    if m == 1 << SIGMOID_SCALE_MBITS:
+        m >>= 1
+        s += 1
+    return m, shift_total - s
 
 
 def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str, where: str) -> tuple[int, int]:
-    """(m, k) ~= m_g * div_m / 2^(k_g + div_k) with m < 2^16, k in [0, 63]: ONE half-up rounding.
-
-    P = m_g * div_m (exact), K = k_g + div_k; s = max(0, bits(P) - 16, K - 63);
-    m = round_half_up(P / 2^s), k = K - s; a rounding carry m = 2^16 becomes 2^15 with k - 1
-    (exact). k < 0 (the scale rounds to >= 2^16) is an InputError, m = 0 (scale < 2^-64) a WidthError.
-    """
+    """:func:`sigmoid_scale` on Python ints, checked: k < 0 (the scale rounds to >= 2^16) is an
+    InputError, m = 0 (scale < 2^-64) a WidthError."""
+    m, k = sigmoid_scale(int(m_g), int(k_g), int(div_m), int(div_k))
     product, shift_total = m_g * div_m, k_g + div_k
-    s = max(0, product.bit_length() - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
-    m = rshift_round_reference(product, s)
-    if m == 1 << SIGMOID_SCALE_MBITS:
-        m, s = m >> 1, s + 1
-    k = shift_total - s
     if k < 0:
         raise InputError(f"{op}: sigmoid input scale {where} = {product}/2^{shift_total} rounds to 2^16 or more "
                          f"(a negative shift), too large for DI-Exp")
@@ -98,15 +113,19 @@ def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str,
     return m, k
 
 
+@numba.njit(cache=True)
+def _sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k):
+    for r in range(m_g.size):
+        for j in range(div_m.size):
+            m[r, j], k[r, j] = sigmoid_scale(m_g[r], k_g[r], div_m[j], div_k[j])
+
+
 def sigmoid_scales(m_g: np.ndarray, k_g: np.ndarray, div_m: np.ndarray, div_k: np.ndarray, op: str):
-    """Vectorised :func:`sigmoid_scale_reference` for rows x channels (m_g, k_g: [R]; div: [N])."""
-    product = m_g[:, None] * div_m[None, :]          # < 2^60
-    shift_total = k_g[:, None] + div_k[None, :]      # <= 126
-    s = np.maximum(np.maximum(bit_length_array(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT), 0)
-    m = rshift_round(product, s)
-    carry = m == 1 << SIGMOID_SCALE_MBITS
-    m = np.where(carry, m >> 1, m)
-    k = shift_total - s - carry
+    """:func:`sigmoid_scale` for rows x channels (m_g, k_g: [R]; div: [N]), checked: the first
+    offending pair (C order) raises :func:`sigmoid_scale_reference`'s error."""
+    m = np.empty((m_g.size, div_m.size), dtype=np.int64)
+    k = np.empty((m_g.size, div_m.size), dtype=np.int64)
+    _sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k)
     bad = (k < 0) | (m == 0)
     if bad.any():
         r, j = first_index(bad)
@@ -384,20 +403,13 @@ def _swiglu_kernel(gate, gate_zp, up, up_zp, t_abs, frac_bits, order, mode, w):
 
 @numba.njit(cache=True, inline="always")
 def _sigmoid_t_abs_i64(m_g, k_g, div_m, div_k, t_limit):
-    """|t| of the per-channel sigmoid scale: :func:`sigmoid_scale_reference` then DI-Exp's
-    div_round(2^k, m_f), on int64 (m_g * div_m < 2^60). Returns 0 where the Python path must
-    decide (an error, or k > 61 where 2^k leaves int64)."""
-    product = m_g * div_m
-    shift_total = k_g + div_k
-    s = max(0, bit_length_i64(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
-    m = rshift_round_i64(product, s, HALF_UP)
-    if m == np.int64(1) << SIGMOID_SCALE_MBITS:
-        m >>= 1
-        s += 1
-    k = shift_total - s
+    """|t| of the per-channel sigmoid scale: :func:`sigmoid_scale` then DI-Exp's |t| formula, on
+    int64 (m_g * div_m < 2^60). Returns 0 where the Python path must decide (an error, or k > 61
+    where 2^k leaves int64)."""
+    m, k = sigmoid_scale(m_g, k_g, div_m, div_k)
     if k < 0 or m == 0 or k > INT64_MAX_K:
         return np.int64(0)
-    t_abs = exp_t_abs_i64(m, k)
+    t_abs = exp_t_abs_reference(m, k)
     if t_abs > t_limit:
         return np.int64(0)
     return t_abs
