@@ -117,7 +117,7 @@ def run_cell(cell: dict) -> dict:
     from ilsim.export.build import ExportOptions
     from ilsim.export.run import export_checkpoint
     from ilsim.fakequant import FakeQuantLM
-    from ilsim.graph.format import load_graph, save_graph
+    from ilsim.graph.files import load_graph, save_graph
     from ilsim.model import IntegerLM
 
     options = ExportOptions(wbits=cell["wbits"], abits=cell["abits"], method=cell["method"], **cell["options"])
@@ -174,7 +174,8 @@ def sweep(model: str, methods: list[str], configs: list[tuple[int, int]], texts:
                                 leading_agreement, machine_info)
     from ilsim.export.build import ExportOptions
     from ilsim.hf.checkpoint import load_checkpoint
-    from ilsim.model import Tokenizer, cache_dir, resolve_checkpoint_source, source_identity
+    from ilsim.model import cache_dir, resolve_checkpoint_source, source_identity
+    from ilsim.tokenizer import Tokenizer
 
     started = time.perf_counter()
     source = resolve_checkpoint_source(model)
@@ -351,7 +352,7 @@ def _write_atomic(path, text: str) -> None:
 def main(argv=None) -> int:
     from ilsim.errors import IlsimError
     from ilsim.evaluate import default_texts, parse_configs
-    from ilsim.model import DATA_DIR
+    from ilsim.resources import DATA_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -107,7 +107,7 @@ class IntegerEngine:
     """ilsim's integer interpreter on an exported graph (no floating point in forward)."""
 
     def __init__(self, graph_path: str, capacity: int):
-        from ilsim.graph.format import load_graph
+        from ilsim.graph.files import load_graph
         from ilsim.interpreter import Interpreter
 
         self.graph = load_graph(graph_path)
@@ -250,7 +250,7 @@ def worker_export(spec: dict) -> dict:
     """Export the checkpoint at (wbits, abits), timed; save the graph for the other workers."""
     from ilsim.export.build import ExportOptions
     from ilsim.export.run import export_checkpoint
-    from ilsim.graph.format import save_graph
+    from ilsim.graph.files import save_graph
 
     options = ExportOptions(wbits=spec["wbits"], abits=spec["abits"])
     start = time.perf_counter()
@@ -306,7 +306,7 @@ def worker_transformers(spec: dict) -> dict:
 def worker_golden(spec: dict) -> dict:
     """Time a model trace: 8-token prompt + 8 decode steps, all layers, into spec["out"]."""
     from ilsim.golden.model import write_model_golden
-    from ilsim.graph.format import load_graph
+    from ilsim.graph.files import load_graph
 
     graph = load_graph(spec["graph"])
     prompt = seeded_ids(GOLDEN_PROMPT, graph.model.vocab_size, seed=3)

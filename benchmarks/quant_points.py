@@ -61,9 +61,10 @@ class PartialFakeQuantLM(FakeQuantLM):
 def main(argv=None) -> int:
     from ilsim.export.build import ExportOptions
     from ilsim.export.run import export_checkpoint, read_text_file
-    from ilsim.graph.format import load_graph
+    from ilsim.graph.files import load_graph
     from ilsim.hf.checkpoint import load_checkpoint
-    from ilsim.model import Tokenizer, is_graph_file, resolve_checkpoint_source
+    from ilsim.model import is_graph_file, resolve_checkpoint_source
+    from ilsim.tokenizer import Tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a checkpoint, GGUF file or model name (exported here)")

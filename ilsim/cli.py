@@ -105,7 +105,8 @@ def _export_options(args):
 
 def cmd_export(args) -> int:
     from ilsim.export.run import export_checkpoint
-    from ilsim.graph.format import check_destination, save_graph
+    from ilsim.graph.files import save_graph
+    from ilsim.graph.format import check_destination
     from ilsim.model import resolve_checkpoint_source
 
     check_destination(args.out)                     # before the export, not after it
@@ -132,7 +133,7 @@ def inspect_summary(graph, path: Path) -> dict:
 
 
 def cmd_inspect(args) -> int:
-    from ilsim.graph.format import load_graph
+    from ilsim.graph.files import load_graph
 
     graph = load_graph(args.graph)
     s = inspect_summary(graph, Path(args.graph))

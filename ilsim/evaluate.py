@@ -215,7 +215,7 @@ def _export_worker(source: str, wbits: int, abits: int, calib: str | None, metho
     try:
         from ilsim.export.build import ExportOptions
         from ilsim.export.run import export_checkpoint
-        from ilsim.graph.format import save_graph
+        from ilsim.graph.files import save_graph
 
         start = time.perf_counter()
         options = ExportOptions(wbits=wbits, abits=abits, **({"method": method} if method else {}))
@@ -307,10 +307,11 @@ def evaluate(model_spec: str, configs: list[tuple[int, int]], texts: list[str], 
     from tqdm import tqdm
 
     from ilsim.fakequant import FakeQuantLM
-    from ilsim.graph.format import load_graph
+    from ilsim.graph.files import load_graph
     from ilsim.hf.checkpoint import load_checkpoint
     from ilsim.float_model import FloatLlama
-    from ilsim.model import IntegerLM, Tokenizer, cache_dir, resolve_checkpoint_source, source_identity
+    from ilsim.model import IntegerLM, cache_dir, resolve_checkpoint_source, source_identity
+    from ilsim.tokenizer import Tokenizer
 
     from ilsim.export.build import DEFAULT_METHOD, parse_method
 
@@ -520,7 +521,7 @@ def write_reports(report: EvalReport, json_path=None, markdown_path=None, plot_p
 
 def default_texts() -> list[str]:
     """The shipped evaluation texts (ilsim/data/README.md): none of them is calibration text."""
-    from ilsim.model import DATA_DIR
+    from ilsim.resources import DATA_DIR
 
     found = sorted(str(p) for p in DATA_DIR.glob("eval_*.txt"))
     return found + [str(DATA_DIR / "shakespeare_test.txt")]

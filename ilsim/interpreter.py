@@ -19,7 +19,8 @@ import numpy as np
 
 from ilsim.errors import IlsimError, InputError
 from ilsim.graph.format import Graph
-from ilsim.graph.ops import GRAPH_OPS, Context
+from ilsim.graph.op_base import Context
+from ilsim.graph.ops import GRAPH_OPS
 from ilsim.widths import int_input
 
 

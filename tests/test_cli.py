@@ -233,7 +233,7 @@ def test_export_prunes_with_the_pattern_given_and_refuses_a_bad_one(capsys, work
     out = tmp_path / "sparse.ilsim"
     run_json(capsys, "export", str(workspace / "tiny-llama"), str(out), "--wbits", "4", "--abits", "8",
              "--method", "sparsegpt", "--sparsity-pattern", "2:4", "--calib", str(workspace / "calib.txt"))
-    from ilsim.graph.format import load_graph
+    from ilsim.graph.files import load_graph
 
     pruning = load_graph(out).quant["report"]["pruning"]
     assert pruning["pattern"] == "2:4" and pruning["sparsity"] == 0.5

@@ -8,7 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from ilsim.graph.format import GraphError, load_graph, save_graph
+from ilsim.graph.files import load_graph, save_graph
+
+from ilsim.graph.format import GraphError
 from ilsim.hf.safetensors_file import CheckpointError, read_header, write_safetensors
 
 

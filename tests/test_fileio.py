@@ -87,7 +87,7 @@ def test_a_saved_graph_follows_the_umask(tmp_path):
     import numpy as np
 
     from ilsim.export.build import ExportOptions, export_model
-    from ilsim.graph.format import save_graph
+    from ilsim.graph.files import save_graph
     from ilsim.hf import LlamaConfig, load_checkpoint, random_llama_weights, save_checkpoint
 
     config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=24, num_hidden_layers=1,

@@ -13,7 +13,8 @@ import pytest
 from ilsim.cli import main
 from ilsim.errors import IlsimError
 from ilsim.export.build import ExportOptions, export_model
-from ilsim.graph.format import GraphError, content_digest, graph_to_json, load_graph, save_graph
+from ilsim.graph.files import load_graph, save_graph
+from ilsim.graph.format import GraphError, content_digest, graph_to_json
 from ilsim.hf import LlamaConfig, load_checkpoint, random_llama_weights, save_checkpoint
 from ilsim.interpreter import Interpreter
 

@@ -12,7 +12,8 @@ from ilsim.export.build import ExportOptions, export_model
 from ilsim.fakequant import FakeQuantLM
 from ilsim.float_model import FloatLlama
 from ilsim.graph import format as graph_format
-from ilsim.graph.format import GraphError, load_graph, save_graph
+from ilsim.graph.files import load_graph, save_graph
+from ilsim.graph.format import GraphError
 from ilsim.hf import LlamaConfig, load_checkpoint, random_llama_weights, save_checkpoint
 from ilsim.interpreter import Interpreter
 from ilsim.model import IntegerLM

@@ -8,8 +8,8 @@ import numpy as np
 
 from ilsim.errors import InputError
 from ilsim.export.build import ExportOptions, export_model
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from ilsim.resources import DATA_DIR, MODELS_DIR
+from ilsim.tokenizer import Tokenizer
 #: The shipped model calibrates on a held-out play of its own domain; any other model on the
 #: mixed-domain calibration text (ilsim/data/README.md: disjoint from every evaluation text).
 DEFAULT_CALIB = DATA_DIR / "shakespeare_calib.txt"
@@ -19,8 +19,6 @@ GENERAL_CALIB = DATA_DIR / "calib_mix.txt"
 def default_calibration(source: str | Path) -> Path:
     """The calibration text used when none is given: the shipped model's own held-out play for
     the shipped model, the mixed-domain text for every other model."""
-    from ilsim.model import MODELS_DIR
-
     inside_package = Path(source).resolve().parent == MODELS_DIR.resolve()
     return DEFAULT_CALIB if inside_package or not GENERAL_CALIB.is_file() else GENERAL_CALIB
 
@@ -48,7 +46,6 @@ def export_checkpoint(source: str, options: ExportOptions | None = None, calib: 
     """Load ``source``, tokenize the calibration text (default: ``default_calibration(source)``)
     and export the integer graph, with the tokenizer embedded."""
     from ilsim.hf.checkpoint import load_checkpoint
-    from ilsim.model import Tokenizer
 
     options = options or ExportOptions()
     ckpt = load_checkpoint(source)

@@ -37,11 +37,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from ilsim.arith.dyadic import MAX_SHIFT
+from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.rounding import DEFAULT_ROUNDING
 from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.graph.format import GraphError
-from ilsim.graph.ops import MBITS, REQUIRED, GraphOp, implementation, register
+from ilsim.graph.op_base import REQUIRED, GraphOp, implementation
 from ilsim.kernels import attention as attention_kernels
 from ilsim.ops._common import row_scale_arrays
 from ilsim.ops.hadamard import hadamard_factors
@@ -106,23 +106,23 @@ class AttentionOp(GraphOp):
         if a["qk_hadamard"] and not 2 <= a["rope_out_bits"] <= 16:
             raise InputError(f"attention: rope_out_bits must be in [2, 16] (di_hadamard's in_bits), got "
                              f"{a['rope_out_bits']}")
-        rope.check_attrs(a["in_bits"], False, a["rope_frac_bits"], rope_out_width(a), False, MBITS, DEFAULT_ROUNDING,
+        rope.check_attrs(a["in_bits"], False, a["rope_frac_bits"], rope_out_width(a), False, DEFAULT_MBITS, DEFAULT_ROUNDING,
                          "zero")
         if a["qk_hadamard"]:
             try:
                 hadamard_factors(d)
             except IlsimError as err:
                 raise InputError(f"attention: qk_hadamard needs a Hadamard size: head_dim {d}: {err}") from None
-            hadamard_op.check_attrs(a["rope_out_bits"], False, a["qk_bits"], False, None, MBITS, DEFAULT_ROUNDING,
+            hadamard_op.check_attrs(a["rope_out_bits"], False, a["qk_bits"], False, None, DEFAULT_MBITS, DEFAULT_ROUNDING,
                                     "zero")
-        matmul.check_wide_attrs(matmul.OP_WIDE, a["qk_bits"], a["qk_bits"], False, False, a["score_acc_bits"], MBITS,
+        matmul.check_wide_attrs(matmul.OP_WIDE, a["qk_bits"], a["qk_bits"], False, False, a["score_acc_bits"], DEFAULT_MBITS,
                                 DEFAULT_ROUNDING, depth=d)
-        quantize.check_attrs(a["score_bits"], True, a["score_acc_bits"] + MBITS, MBITS, "zero")
+        quantize.check_attrs(a["score_bits"], True, a["score_acc_bits"] + DEFAULT_MBITS, DEFAULT_MBITS, "zero")
         softmax.check_attrs(a["score_bits"], Fraction(a["clip_num"], a["clip_den"]), a["p_bits"], a["p_frac_bits"],
                             a["exp_order"], 32)
-        matmul.check_av_attrs(matmul.OP_AV_WIDE, a["p_bits"], a["p_frac_bits"], a["v_bits"], a["av_acc_bits"], MBITS,
+        matmul.check_av_attrs(matmul.OP_AV_WIDE, a["p_bits"], a["p_frac_bits"], a["v_bits"], a["av_acc_bits"], DEFAULT_MBITS,
                               DEFAULT_ROUNDING, depth=graph.model.max_positions)
-        quantize.check_attrs(a["out_bits"], False, a["av_acc_bits"], MBITS, "zero")
+        quantize.check_attrs(a["out_bits"], False, a["av_acc_bits"], DEFAULT_MBITS, "zero")
 
     def check_shapes(self, node, graph, where):
         a = node.attrs
@@ -221,7 +221,7 @@ def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked
     decide (inputs or results outside their widths, tables not checked at prepare): di_rope then
     runs and reports any error as the contract says."""
     frac, d, t = a["rope_frac_bits"], a["head_dim"], x.q.shape[0]
-    if not tables_checked or not rows_fit(x.q, x.zp, x.m, x.k, a["in_bits"], False, MBITS, MAX_SHIFT - frac):
+    if not tables_checked or not rows_fit(x.q, x.zp, x.m, x.k, a["in_bits"], False, DEFAULT_MBITS, MAX_SHIFT - frac):
         return None
     y = np.empty((heads, t, d), dtype=np.int64)
     bad = np.empty(heads * t, dtype=np.int8)
@@ -232,7 +232,7 @@ def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked
     rows_k = np.broadcast_to(np.asarray(x.k, dtype=np.int64) + frac, (heads, t)).reshape(-1)
     try:
         out = quantize_rows_2d(y.reshape(heads * t, d), rows_m, rows_k, bits=rope_out_width(a), symmetric=False,
-                               mbits=MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="di_rope.y")
+                               mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="di_rope.y")
     except IlsimError:
         return None
     return RowQuant(out.q.reshape(heads, t, d), *(f.reshape(heads, t) for f in out[1:]))
@@ -242,7 +242,7 @@ def _append(cache: KVCache, kr: RowQuant, v: RowQuant, a: dict, name: str) -> No
     """Append the rotated keys [Hkv, T, d] and the values (checked against v_bits) to the cache."""
     hkv, d = a["num_kv_heads"], a["head_dim"]
     v_q = int_operand(v.q, f"attention {name}", "v", bits=a["v_bits"], signed=True, ndim=2)
-    v_m, v_k = row_scale_arrays(v.m, v.k, (v_q.shape[0],), f"attention {name}", "v", mbits=MBITS)
+    v_m, v_k = row_scale_arrays(v.m, v.k, (v_q.shape[0],), f"attention {name}", "v", mbits=DEFAULT_MBITS)
     start, stop = cache.length, cache.length + v_q.shape[0]
     cache.k_q[:, start:stop], cache.k_zp[:, start:stop] = kr.q, kr.zp
     cache.k_m[:, start:stop], cache.k_k[:, start:stop] = kr.m, kr.k
@@ -283,7 +283,7 @@ def _heads_by_group(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray
                       b_signed=False, acc_bits=a["score_acc_bits"])
         masked = np.where(causal, scores.p, 0)
         sq = requant(masked, scores.m, scores.k, bits=a["score_bits"], symmetric=True,
-                     in_bits=a["score_acc_bits"] + MBITS, zero_rows="zero")
+                     in_bits=a["score_acc_bits"] + DEFAULT_MBITS, zero_rows="zero")
         probs = softmax(sq.q, *_softmax_input(sq), in_bits=a["score_bits"], clip=clip, out_bits=a["p_bits"],
                         out_frac_bits=a["p_frac_bits"], mask=causal, order=a["exp_order"])
         o = av_wide(probs, cache.v_q[g, :stop], cache.v_m[:stop], cache.v_k[:stop], p_bits=a["p_bits"],
@@ -319,13 +319,13 @@ def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
     causal = _causal(positions, stop, h_count)
     p[~causal] = 0
     sq = quantize_rows_2d(p, qr.m.reshape(-1), k_out.reshape(-1), bits=a["score_bits"], symmetric=True,
-                          mbits=MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="scores")
+                          mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="scores")
     sm, sk = _softmax_input(sq)
     probs = softmax_rows(sq.q, causal, sm, sk, clip=Fraction(a["clip_num"], a["clip_den"]),
                          in_bits=a["score_bits"], out_bits=a["p_bits"], out_frac_bits=a["p_frac_bits"],
                          order=a["exp_order"], sum_bits=32)
     # values: V's per-position scales fold once (shared by every kv head)
-    max_weight = ((1 << a["p_bits"]) - 1) * ((1 << MBITS) - 1)
+    max_weight = ((1 << a["p_bits"]) - 1) * ((1 << DEFAULT_MBITS) - 1)
     if stop * max_weight * (1 << (a["v_bits"] - 1)) >= 1 << 63:
         raise InputError("attention: the probability-value sum may leave int64")
     v_mf, v_ref = fold_scales(cache.v_m[:stop], cache.v_k[:stop], DEFAULT_ROUNDING)
@@ -338,8 +338,6 @@ def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
     if k_final > MAX_SHIFT:
         raise WidthError("attention: the output scale shift exceeds 63")
     return quantize_rows_2d(out, np.ones(t, dtype=np.int64), np.full(t, k_final, dtype=np.int64),
-                            bits=a["out_bits"], symmetric=False, mbits=MBITS, mode=DEFAULT_ROUNDING,
+                            bits=a["out_bits"], symmetric=False, mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING,
                             zero_rows="zero", tensor="out")
 
-
-register(AttentionOp())

@@ -146,15 +146,14 @@ def content_digest(graph_json: str, tokenizer_json: str | None, constants: dict)
     return h.hexdigest()
 
 
-def save_graph(graph: Graph, path) -> Path:
-    """Validate, then write ``graph`` to ``path`` atomically (temp file in the same folder, fsync,
-    rename): an interrupted or failed save leaves no file at ``path`` or the previous one intact.
-    The bytes depend only on the graph (sorted tensors and keys), so a save is reproducible."""
+def write_graph(graph: Graph, path) -> Path:
+    """Write ``graph`` to ``path`` atomically (temp file in the same folder, fsync, rename): an
+    interrupted or failed write leaves no file at ``path`` or the previous one intact. The bytes
+    depend only on the graph (sorted tensors and keys), so a write is reproducible. No operator
+    semantics here: :func:`ilsim.graph.files.save_graph` validates, then calls this."""
     from ilsim.fileio import replace_file, temp_file
-    from ilsim.graph.validate import validate_graph
     from ilsim.hf.safetensors_file import write_safetensors
 
-    validate_graph(graph)
     path = check_destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"ilsim.format": FORMAT_NAME, "ilsim.graph": graph_to_json(graph)}
@@ -201,10 +200,10 @@ def _parse_doc(doc, src: str) -> Graph:
                  outputs=list(doc["outputs"]), quant=dict(doc.get("quant", {})), source=src)
 
 
-def load_graph(path) -> Graph:
-    """Read and fully validate a graph file. Any defect is a GraphError naming the file and the
-    node or tensor; a truncated or corrupt file never reaches the interpreter."""
-    from ilsim.graph.validate import validate_graph
+def read_graph(path) -> Graph:
+    """Read a graph file: its container, JSON schema, declared-vs-stored tensors and checksum. Any
+    defect is a GraphError naming the file (and the tensor). Operator semantics are checked above
+    this layer: :func:`ilsim.graph.files.load_graph` reads, then validates."""
     from ilsim.hf.safetensors_file import (INTEGER_FILE_DTYPES, CheckpointError, read_header,
                                            read_integer_tensors)
 
@@ -242,5 +241,4 @@ def load_graph(path) -> Graph:
     except OSError as err:
         raise GraphError(f"{src}: cannot read graph file ({err})") from None
     graph.tokenizer_json = metadata.get("ilsim.tokenizer")
-    validate_graph(graph)
     return graph

@@ -10,108 +10,16 @@ Values flowing along edges are ``RowQuant`` (per-row quantized: q, zp, m, k) exc
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from ilsim.arith.dyadic import DEFAULT_MBITS as MBITS
+from ilsim.arith.dyadic import DEFAULT_MBITS
 from ilsim.arith.rounding import DEFAULT_ROUNDING
 from ilsim.errors import InputError
+from ilsim.graph.attention import AttentionOp
 from ilsim.graph.format import Graph, GraphError, Node
+from ilsim.graph.op_base import REQUIRED, GraphOp, implementation
 from ilsim.kernels.rowquant import shifted_differences
 from ilsim.ops.quantize import RowQuant
-
-REQUIRED = object()
-
-
-def implementation(module: str, name: str, reference: bool):
-    """The fast path ``module.name`` or its scalar reference ``module.name_reference``."""
-    mod = importlib.import_module(module)
-    return getattr(mod, f"{name}_reference" if reference else name)
-
-
-@dataclass
-class Context:
-    """Per-call run state: positions of the tokens, the per-node caches, and the mode."""
-
-    positions: np.ndarray
-    caches: dict = field(default_factory=dict)
-    reference: bool = False
-    prepared: dict = field(default_factory=dict)   # node name -> what GraphOp.prepare returned
-
-
-class GraphOp:
-    """Base class. Subclasses declare ``inputs``, ``params``, ``optional_params`` and ``attrs``
-    (name -> (type, default or REQUIRED)) and implement ``run``."""
-
-    name = ""
-    rowwise = True        # each output row depends only on the same row of the inputs
-    inputs: tuple = ()
-    params: tuple = ()
-    optional_params: tuple = ()
-    attrs: dict = {}
-
-    def check_attrs(self, node: Node, where: str, graph: Graph) -> None:
-        unknown = set(node.attrs) - set(self.attrs)
-        if unknown:
-            raise GraphError(f"{where}: unknown attributes {sorted(unknown)} for op {self.name}")
-        for key, (kind, default) in self.attrs.items():
-            if key not in node.attrs:
-                if default is REQUIRED:
-                    raise GraphError(f"{where}: op {self.name} needs attribute {key!r}")
-                continue
-            value = node.attrs[key]
-            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-            if not ok:
-                raise GraphError(f"{where}: attribute {key!r} must be {kind.__name__}, got {value!r}")
-        try:
-            self.check_operator_attrs(node, graph)
-        except InputError as err:
-            raise GraphError(f"{where}: {err}") from None
-
-    def check_operator_attrs(self, node: Node, graph: Graph) -> None:
-        """Every operator call ``run`` makes, its attributes checked by the operator module's own
-        check (the code its reference and its fast path run first): InputError for any value the
-        reference would refuse, so a node loads only if both paths accept it. Called once at load,
-        after the attribute types are checked; ``graph`` gives the sizes some bounds need."""
-
-    def attr_values(self, node: Node) -> dict:
-        """Every attribute of the op: the node's value, or the default."""
-        return {key: self.attr(node, key) for key in self.attrs}
-
-    def attr(self, node: Node, key: str):
-        kind, default = self.attrs[key]
-        return node.attrs.get(key, default)
-
-    def check_shapes(self, node: Node, graph: Graph, where: str) -> None:
-        """Op-specific consistency of param shapes with attributes and the model."""
-
-    def input_kind(self, role: str) -> str:
-        """What the input ``role`` takes: "rows" (RowQuant) or "ids" (the token ids)."""
-        return "rows"
-
-    def columns(self, node: Node, graph: Graph, inputs: dict, where: str) -> int | None:
-        """The number of values per token (row) of the output, given those of the inputs (role ->
-        count; None for the token ids); GraphError where the inputs' counts do not fit the node."""
-        return next(iter(inputs.values()))
-
-    def output_kind(self, node: Node) -> str:
-        """What the node produces: "rows" (RowQuant) or "wide" (WideOut: unquantized, the logits)."""
-        return "rows"
-
-    def output_width(self, node: Node) -> tuple[int, bool]:
-        """(bits, signed) declared for the node's output integers (its q, or p for a wide output)."""
-        signed = self.attr(node, "out_symmetric") if "out_symmetric" in self.attrs else False
-        return self.attr(node, "out_bits"), bool(signed)
-
-    def prepare(self, node: Node, params: dict):
-        """Per-node work done once per graph for the fast path (validated, folded weights), or
-        None. The interpreter passes the result to ``run`` as ``ctx.prepared[node.name]``."""
-        return None
-
-    def run(self, node: Node, inputs: dict, params: dict, ctx: Context):
-        raise NotImplementedError
 
 
 def _shape(graph: Graph, node: Node, role: str) -> tuple:
@@ -148,7 +56,7 @@ class EmbeddingOp(GraphOp):
     def check_operator_attrs(self, node, graph):
         from ilsim.ops.embedding import check_attrs
 
-        check_attrs(self.attr(node, "bits"), MBITS)
+        check_attrs(self.attr(node, "bits"), DEFAULT_MBITS)
 
     def output_width(self, node):
         return self.attr(node, "bits"), True
@@ -181,7 +89,7 @@ class RmsNormOp(GraphOp):
 
         a = self.attr_values(node)
         check_attrs(OP_RMS, a["gamma_k"], a["in_bits"], a["eps_m"], a["eps_k"], a["rms_frac_bits"],
-                    a["out_frac_bits"], a["out_bits"], a["out_symmetric"], MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
+                    a["out_frac_bits"], a["out_bits"], a["out_symmetric"], DEFAULT_MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
 
     def columns(self, node, graph, inputs, where):
         _expect(inputs["x"] == graph.model.hidden_size, where,
@@ -222,7 +130,7 @@ class MatMulOp(GraphOp):
         b_shape = _shape(graph, node, "b")
         output = None if a["wide"] else (a["out_bits"], a["out_symmetric"], "zero")
         check_wide_attrs(OP_WIDE if a["wide"] else OP, a["a_bits"], a["b_bits"], a["a_signed"], a["b_signed"],
-                         a["acc_bits"], MBITS, DEFAULT_ROUNDING, output,
+                         a["acc_bits"], DEFAULT_MBITS, DEFAULT_ROUNDING, output,
                          depth=b_shape[1] if len(b_shape) == 2 else None)
 
     def columns(self, node, graph, inputs, where):
@@ -244,7 +152,7 @@ class MatMulOp(GraphOp):
 
     def output_width(self, node):
         if self.attr(node, "wide"):
-            return node.attrs["acc_bits"] + MBITS, True
+            return node.attrs["acc_bits"] + DEFAULT_MBITS, True
         return super().output_width(node)
 
     def prepare(self, node, params):
@@ -344,7 +252,7 @@ class ResidualOp(GraphOp):
         from ilsim.ops.residual import check_attrs
 
         check_attrs(self.attr(node, "a_bits"), self.attr(node, "b_bits"), self.attr(node, "a_signed"),
-                    self.attr(node, "b_signed"), self.attr(node, "out_bits"), MBITS, DEFAULT_ROUNDING, "zero")
+                    self.attr(node, "b_signed"), self.attr(node, "out_bits"), DEFAULT_MBITS, DEFAULT_ROUNDING, "zero")
 
     def output_width(self, node):
         return self.attr(node, "out_bits"), True
@@ -377,7 +285,7 @@ class HadamardOp(GraphOp):
 
         hadamard_factors(self.attr(node, "size"))
         check_attrs(self.attr(node, "in_bits"), self.attr(node, "in_signed"), self.attr(node, "out_bits"),
-                    self.attr(node, "out_symmetric"), None, MBITS, DEFAULT_ROUNDING, "zero")
+                    self.attr(node, "out_symmetric"), None, DEFAULT_MBITS, DEFAULT_ROUNDING, "zero")
 
     def run(self, node, inputs, params, ctx):
         x = inputs["x"]
@@ -393,20 +301,10 @@ class HadamardOp(GraphOp):
 
 GRAPH_OPS: dict[str, GraphOp] = {}
 
-
-def register(op: GraphOp) -> GraphOp:
-    GRAPH_OPS[op.name] = op
-    return op
-
-
-for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp(), HadamardOp()):
-    register(_op)
+for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp(), HadamardOp(), AttentionOp()):
+    GRAPH_OPS[_op.name] = _op
 
 
 def slice_rows(x: RowQuant, start: int, stop: int) -> RowQuant:
     """Columns [start, stop) of a row-quantized value (its per-row zp and scale are unchanged)."""
     return RowQuant(x.q[:, start:stop], x.zp, x.m, x.k)
-
-
-# The attention op lives in its own module; importing it registers it.
-from ilsim.graph import attention as _attention  # noqa: E402,F401

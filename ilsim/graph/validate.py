@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.graph.format import Graph, GraphError
+from ilsim.graph.ops import GRAPH_OPS
 from ilsim.widths import int_range
 
 
@@ -38,7 +39,6 @@ def _check_constant(src: str, name: str, array: np.ndarray, decl) -> None:
 def validate_graph(graph: Graph) -> None:
     """Raise GraphError on the first defect: constants vs declarations, unknown ops, attributes,
     dangling or duplicate edges, missing outputs, and each op's own shape rules."""
-    from ilsim.graph.ops import GRAPH_OPS
 
     src = graph.source
     missing = sorted(set(graph.decls) - set(graph.constants))
@@ -95,7 +95,6 @@ def validate_graph(graph: Graph) -> None:
 
 def require_logits_output(graph: Graph) -> None:
     """GraphError unless the graph's output is the logits of a language model: a wide di_matmul."""
-    from ilsim.graph.ops import GRAPH_OPS
 
     out = graph.outputs[0]
     node = next((n for n in graph.nodes if out in n.outputs), None)

@@ -51,10 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ilsim.hf.checkpoint import (GGUF_MAGIC, GGUF_TOKENIZER_KEY, Checkpoint, _check_finite, _check_shapes,
-                                 _check_tensor_names, expected_shapes)
 from ilsim.hf.config import LlamaConfig
 from ilsim.hf.safetensors_file import CheckpointError
+from ilsim.hf.weights import (GGUF_MAGIC, GGUF_TOKENIZER_KEY, Checkpoint, _check_finite, _check_shapes,
+                              _check_tensor_names, expected_shapes)
 
 __all__ = ["load_gguf", "gguf_to_hf_name", "unpermute_rope_rows", "SUPPORTED_PRE_TOKENIZERS"]
 
@@ -81,6 +81,15 @@ SUPPORTED_PRE_TOKENIZERS = {"default": _GPT2_PRE, "gpt2": _GPT2_PRE, "gpt-2": _G
 # llama.cpp's token types (tokenizer.ggml.token_type).
 _UNKNOWN, _CONTROL, _USER_DEFINED = 2, 3, 4
 _REQUIRED = object()
+
+
+def is_gguf_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a readable file that starts with the GGUF magic b"GGUF"."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(GGUF_MAGIC)) == GGUF_MAGIC
+    except OSError:  # a directory, a missing or unreadable path: not a GGUF file
+        return False
 
 
 def gguf_to_hf_name(name: str) -> str | None:
