@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ilsim.errors import IlsimError
-from ilsim.graph.attention import AttentionOp, KVCache, _all_heads, _append, _heads_by_group
+from ilsim.graph.attention import AttentionOp
+from ilsim.ops.attention import KVCache, _all_heads, _append, _heads_by_group
 from ilsim.ops.quantize import RowQuant
 
 OP = AttentionOp()
@@ -104,7 +105,7 @@ def test_all_heads_path_does_not_depend_on_the_thread_count():
 @given(st.integers(1, 4), st.sampled_from([2, 4, 8]), st.integers(1, 6), st.sampled_from([2, 4, 8]),
        st.integers(0, 2**32 - 1))
 def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits, seed):
-    from ilsim.graph.attention import _rotate_all_heads
+    from ilsim.ops.attention import _rotate_all_heads
     from ilsim.ops.rope import di_rope, rope_tables
 
     rng = np.random.default_rng(seed)
@@ -128,7 +129,7 @@ def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits,
 def test_rope_then_head_hadamard_of_all_heads_equals_the_operators(heads, head_dim, tokens, bits, rope_out, seed):
     """qk_hadamard: the fast path (all heads' RoPE by one kernel, then di_hadamard's fast path)
     gives the integers of di_rope's and di_hadamard's scalar references, per head."""
-    from ilsim.graph.attention import _rotate_all_heads, head_hadamard
+    from ilsim.ops.attention import _rotate_all_heads, head_hadamard
     from ilsim.ops.hadamard import di_hadamard_reference
     from ilsim.ops.rope import di_rope_reference, rope_tables
 

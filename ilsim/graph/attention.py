@@ -1,74 +1,15 @@
-"""The attention graph op: integer RoPE, an integer KV cache, DI-MatMul scores, causal
-DI-ClippedSoftmax and the probability-value product, for grouped-query attention.
-
-Composite contract (docs/spec/graph.md, "attention"), per call with T new tokens at positions
-p_0..p_{T-1} (consecutive, continuing the cache):
-  k, v, q        RowQuant [T, Hkv*d], [T, Hkv*d] (symmetric), [T, H*d], one scale per token
-  per kv head g: k_g = heads(k[:, g*d:(g+1)*d])                       -> appended to the K cache
-                 v rows are appended to the V cache as they are (symmetric, per-token scale)
-  per head h (kv head g = h // (H / Hkv)), over the S cached positions:
-    q_h    = heads(q[:, h*d:(h+1)*d])                                   (qk_bits, per row)
-    s_h    = di_matmul_wide(q_h, K_g)                                   [T, S], row scale
-    s_h    = 0 where position s > p_t (causal; 0 is inside every dynamic range, so the masked
-             entries do not change the row's quantization)
-    sq_h   = quantize_rows(s_h, symmetric, score_bits)
-    prob_h = di_softmax(sq_h, clip, mask = causal)                      p_bits, scale 2^-p_frac_bits
-    o_h    = di_matmul_av accumulator (prob_h, V_g)                     [T, d], scale 2^-(F + kref)
-  out = quantize_rows(concat_h o_h, out_bits)  — every head shares the row scale, because the V
-        cache's per-token scales (and so kref) are shared by all kv heads.
-where heads(x) = di_rope(x, positions) at qk_bits, or, with ``qk_hadamard`` = 1,
-  heads(x) = di_hadamard(di_rope(x, positions) at rope_out_bits, size d) at qk_bits
-(QuaRot's rotation of queries and keys: (H q)·(H k) = d (q·k) with the ±1 matrix H, so the
-scores are unchanged up to the factor d, which the exporter folds into W_q with the 1/sqrt(d)
-of scaled dot-product attention; the rotation spreads a head's outlier channels before the
-qk_bits quantization).
-A score row whose values are all zero gets scale 1/1 before the softmax (all inputs equal: the
-softmax is uniform whatever the scale), so no zero multiplier reaches DI-Exp.
-
-Execution: every step above works row by row (one row = one token of one head), except the
-folds over the cache (kref of K_g, kref of V), which are shared by the heads of a kv group. So
-the op runs each step once for all heads (RoPE) or once per kv group (the heads of a group
-stacked as rows), which gives the same integers as the per-head loop the contract describes.
-"""
+"""The attention graph node: its attributes, shape rules, KV cache and the call of the attention
+operator (ilsim.ops.attention, where the composite contract and its arithmetic live; contract in
+docs/spec/graph.md, "attention")."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
-from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.rounding import DEFAULT_ROUNDING
-from ilsim.errors import IlsimError, InputError, WidthError
 from ilsim.graph.format import GraphError
-from ilsim.graph.op_base import REQUIRED, GraphOp, implementation
-from ilsim.kernels import attention as attention_kernels
-from ilsim.ops._common import row_scale_arrays
-from ilsim.ops.hadamard import hadamard_factors
-from ilsim.ops.matmul import fold_scales
-from ilsim.ops.quantize import RowQuant, quantize_rows_2d
+from ilsim.graph.op_base import REQUIRED, GraphOp
+from ilsim.ops.attention import KVCache, check_attrs, di_attention, di_attention_reference
 from ilsim.ops.rope import check_rope_tables
-from ilsim.ops.rope import y_bits as rope_y_bits
-from ilsim.ops.softmax import softmax_rows
-from ilsim.widths import int_operand, rows_fit
-
-
-class KVCache:
-    """Integer K and V caches of one attention node, preallocated for ``capacity`` positions,
-    one [capacity, head_dim] block per kv head (so a head's rows are contiguous)."""
-
-    def __init__(self, num_kv_heads: int, head_dim: int, capacity: int, k_dtype, v_dtype):
-        self.length = 0
-        self.k_q = np.zeros((num_kv_heads, capacity, head_dim), dtype=k_dtype)
-        self.k_zp = np.zeros((num_kv_heads, capacity), dtype=np.int64)
-        self.k_m = np.zeros((num_kv_heads, capacity), dtype=np.int64)
-        self.k_k = np.zeros((num_kv_heads, capacity), dtype=np.int64)
-        self.v_q = np.zeros((num_kv_heads, capacity, head_dim), dtype=v_dtype)
-        self.v_m = np.zeros(capacity, dtype=np.int64)
-        self.v_k = np.zeros(capacity, dtype=np.int64)
-
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.k_q, self.k_zp, self.k_m, self.k_k, self.v_q, self.v_m, self.v_k))
 
 
 class AttentionOp(GraphOp):
@@ -85,44 +26,10 @@ class AttentionOp(GraphOp):
     }
 
     def check_operator_attrs(self, node, graph):
-        """The attributes of every operator call of the contract (di_rope, di_hadamard,
-        di_matmul_wide, quantize_rows, di_softmax, di_matmul_av_wide, quantize_rows), checked by
-        the operators' own checks, with the int64 bound of the longest probability-value sum (the
-        model's max_positions)."""
-        from ilsim.ops import matmul, quantize, rope, softmax
-        from ilsim.ops import hadamard as hadamard_op
-
-        a = self.attr_values(node)
-        h, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
-        if not (1 <= hkv <= h and h % hkv == 0):
-            raise InputError(f"attention: num_heads {h} must be a positive multiple of num_kv_heads {hkv}")
-        if d < 2 or d % 2:
-            raise InputError(f"attention: head_dim {d} must be even and >= 2 for RoPE")
-        if a["qk_hadamard"] not in (0, 1):
-            raise InputError(f"attention: qk_hadamard must be 0 or 1, got {a['qk_hadamard']!r}")
-        if a["clip_num"] < 1 or a["clip_den"] < 1:
-            raise InputError(f"attention: the softmax clip clip_num / clip_den = {a['clip_num']} / {a['clip_den']} "
-                             "must have clip_num >= 1 and clip_den >= 1")
-        if a["qk_hadamard"] and not 2 <= a["rope_out_bits"] <= 16:
-            raise InputError(f"attention: rope_out_bits must be in [2, 16] (di_hadamard's in_bits), got "
-                             f"{a['rope_out_bits']}")
-        rope.check_attrs(a["in_bits"], False, a["rope_frac_bits"], rope_out_width(a), False, DEFAULT_MBITS, DEFAULT_ROUNDING,
-                         "zero")
-        if a["qk_hadamard"]:
-            try:
-                hadamard_factors(d)
-            except IlsimError as err:
-                raise InputError(f"attention: qk_hadamard needs a Hadamard size: head_dim {d}: {err}") from None
-            hadamard_op.check_attrs(a["rope_out_bits"], False, a["qk_bits"], False, None, DEFAULT_MBITS, DEFAULT_ROUNDING,
-                                    "zero")
-        matmul.check_wide_attrs(matmul.OP_WIDE, a["qk_bits"], a["qk_bits"], False, False, a["score_acc_bits"], DEFAULT_MBITS,
-                                DEFAULT_ROUNDING, depth=d)
-        quantize.check_attrs(a["score_bits"], True, a["score_acc_bits"] + DEFAULT_MBITS, DEFAULT_MBITS, "zero")
-        softmax.check_attrs(a["score_bits"], Fraction(a["clip_num"], a["clip_den"]), a["p_bits"], a["p_frac_bits"],
-                            a["exp_order"], 32)
-        matmul.check_av_attrs(matmul.OP_AV_WIDE, a["p_bits"], a["p_frac_bits"], a["v_bits"], a["av_acc_bits"], DEFAULT_MBITS,
-                              DEFAULT_ROUNDING, depth=graph.model.max_positions)
-        quantize.check_attrs(a["out_bits"], False, a["av_acc_bits"], DEFAULT_MBITS, "zero")
+        """Every operator call of the contract checked by the operators' own checks
+        (:func:`ilsim.ops.attention.check_attrs`), with the int64 bound of the longest
+        probability-value sum at the model's max_positions."""
+        check_attrs(self.attr_values(node), graph.model.max_positions)
 
     def check_shapes(self, node, graph, where):
         a = node.attrs
@@ -161,183 +68,7 @@ class AttentionOp(GraphOp):
                        else np.uint16, np.int8 if self.attr(node, "v_bits") <= 8 else np.int16)
 
     def run(self, node, inputs, params, ctx):
-        a = self.attr_values(node)
-        q, k, v = inputs["q"], inputs["k"], inputs["v"]
-        cache: KVCache = ctx.caches[node.name]
-        positions = np.asarray(ctx.positions, dtype=np.int64)
-        t = positions.shape[0]
-        start = cache.length
-        if not np.array_equal(positions, np.arange(start, start + t)):
-            raise InputError(f"attention {node.name}: positions {positions.tolist()[:4]}... must continue "
-                             f"the cache at {start}")
-        if start + t > cache.k_q.shape[1]:
-            raise InputError(f"attention {node.name}: {start + t} positions exceed the context of "
-                             f"{cache.k_q.shape[1]}")
-        # the table rows of these positions only (di_rope reads cos[positions], sin[positions])
-        cos, sin = params["cos"][start:start + t], params["sin"][start:start + t]
-        rope = implementation("ilsim.ops.rope", "di_rope", ctx.reference)
-
-        def rotate(x: RowQuant, heads: int) -> RowQuant:
-            """di_rope of every head at once: rows [heads, T], each with its token's scale."""
-            per_head = x.q.reshape(t, heads, a["head_dim"]).transpose(1, 0, 2)
-            return rope(per_head, x.zp, x.m, x.k, np.arange(t, dtype=np.int64), cos, sin, in_bits=a["in_bits"],
-                        in_signed=False, table_frac_bits=a["rope_frac_bits"], out_bits=rope_out_width(a),
-                        zero_rows="zero")
-
-        def rotate_any(x: RowQuant, heads: int) -> RowQuant:
-            fast = None if ctx.reference else _rotate_all_heads(x, heads, cos, sin, a, ctx.prepared.get(node.name))
-            return head_hadamard(rotate(x, heads) if fast is None else fast, a, ctx.reference)
-
-        _append(cache, rotate_any(k, a["num_kv_heads"]), v, a, node.name)
-        qr = rotate_any(q, a["num_heads"])                               # [H, T, d]
-        if ctx.reference:
-            return _heads_by_group(a, qr, cache, positions, reference=True)
-        try:
-            return _all_heads(a, qr, cache, positions)
-        except IlsimError as fast_error:
-            # report the error exactly as the per-group steps of the contract do
-            _heads_by_group(a, qr, cache, positions, reference=False)
-            raise AssertionError(f"attention {node.name}: the all-heads path raised {fast_error!r} where "
-                                 f"the per-group path did not") from fast_error
-
-
-def rope_out_width(a: dict) -> int:
-    """di_rope's output width: qk_bits, or rope_out_bits when the per-head Hadamard follows."""
-    return a["rope_out_bits"] if a["qk_hadamard"] else a["qk_bits"]
-
-
-def head_hadamard(r: RowQuant, a: dict, reference: bool) -> RowQuant:
-    """The rotated heads r [heads, T, d] as the cache and the scores take them: r itself, or with
-    ``qk_hadamard`` di_hadamard of each row (size d, rope_out_bits in, qk_bits out, asymmetric)."""
-    if not a["qk_hadamard"]:
-        return r
-    hadamard = implementation("ilsim.ops.hadamard", "di_hadamard", reference)
-    return hadamard(r.q, r.zp, r.m, r.k, in_bits=a["rope_out_bits"], in_signed=False, out_bits=a["qk_bits"],
-                    out_symmetric=False, zero_rows="zero")
-
-
-def _rotate_all_heads(x: RowQuant, heads: int, cos, sin, a: dict, tables_checked) -> RowQuant | None:
-    """di_rope's integers for x [T, heads*d] by one kernel call, or None where the operator must
-    decide (inputs or results outside their widths, tables not checked at prepare): di_rope then
-    runs and reports any error as the contract says."""
-    frac, d, t = a["rope_frac_bits"], a["head_dim"], x.q.shape[0]
-    if not tables_checked or not rows_fit(x.q, x.zp, x.m, x.k, a["in_bits"], False, DEFAULT_MBITS, MAX_SHIFT - frac):
-        return None
-    y = np.empty((heads, t, d), dtype=np.int64)
-    bad = np.empty(heads * t, dtype=np.int8)
-    attention_kernels.rotate(x.q, x.zp, cos, sin, heads, *_width_bounds(rope_y_bits(a["in_bits"], frac)), y, bad)
-    if bad.any():
-        return None
-    rows_m = np.broadcast_to(np.asarray(x.m, dtype=np.int64), (heads, t)).reshape(-1)
-    rows_k = np.broadcast_to(np.asarray(x.k, dtype=np.int64) + frac, (heads, t)).reshape(-1)
-    try:
-        out = quantize_rows_2d(y.reshape(heads * t, d), rows_m, rows_k, bits=rope_out_width(a), symmetric=False,
-                               mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="di_rope.y")
-    except IlsimError:
-        return None
-    return RowQuant(out.q.reshape(heads, t, d), *(f.reshape(heads, t) for f in out[1:]))
-
-
-def _append(cache: KVCache, kr: RowQuant, v: RowQuant, a: dict, name: str) -> None:
-    """Append the rotated keys [Hkv, T, d] and the values (checked against v_bits) to the cache."""
-    hkv, d = a["num_kv_heads"], a["head_dim"]
-    v_q = int_operand(v.q, f"attention {name}", "v", bits=a["v_bits"], signed=True, ndim=2)
-    v_m, v_k = row_scale_arrays(v.m, v.k, (v_q.shape[0],), f"attention {name}", "v", mbits=DEFAULT_MBITS)
-    start, stop = cache.length, cache.length + v_q.shape[0]
-    cache.k_q[:, start:stop], cache.k_zp[:, start:stop] = kr.q, kr.zp
-    cache.k_m[:, start:stop], cache.k_k[:, start:stop] = kr.m, kr.k
-    cache.v_q[:, start:stop] = v_q.reshape(-1, hkv, d).transpose(1, 0, 2)
-    cache.v_m[start:stop], cache.v_k[start:stop] = v_m, v_k
-    cache.length = stop
-
-
-def _causal(positions: np.ndarray, stop: int, group: int) -> np.ndarray:
-    """keep[(h, t), s] = s <= p_t for the rows of ``group`` heads: [group * T, stop]."""
-    return np.tile(np.arange(stop)[None, :] <= positions[:, None], (group, 1))
-
-
-def _softmax_input(sq: RowQuant):
-    """A zero score row gets scale 1/1 (its softmax is uniform whatever the scale)."""
-    flat = sq.m == 0
-    return np.where(flat, 1, sq.m), np.where(flat, 0, sq.k)
-
-
-def _heads_by_group(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray, reference: bool):
-    """The contract's steps as operator calls, the heads of one kv group stacked as rows."""
-    wide = implementation("ilsim.ops.matmul", "di_matmul_wide", reference)
-    requant = implementation("ilsim.ops.quantize", "quantize_rows", reference)
-    softmax = implementation("ilsim.ops.softmax", "di_softmax", reference)
-    av_wide = implementation("ilsim.ops.matmul", "di_matmul_av_wide", reference)
-    h_count, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
-    group, t, stop = h_count // hkv, positions.shape[0], cache.length
-    causal = _causal(positions, stop, group)
-    clip = Fraction(a["clip_num"], a["clip_den"])
-    out = np.empty((t, h_count, d), dtype=np.int64)
-    row_scale = None
-    for g in range(hkv):
-        heads = slice(g * group, (g + 1) * group)                     # this group's rows: [G*T]
-        rows = (qr.q[heads].reshape(group * t, d), qr.zp[heads].reshape(-1), qr.m[heads].reshape(-1),
-                qr.k[heads].reshape(-1))
-        scores = wide(*rows, cache.k_q[g, :stop], cache.k_zp[g, :stop], cache.k_m[g, :stop],
-                      cache.k_k[g, :stop], a_bits=a["qk_bits"], b_bits=a["qk_bits"], a_signed=False,
-                      b_signed=False, acc_bits=a["score_acc_bits"])
-        masked = np.where(causal, scores.p, 0)
-        sq = requant(masked, scores.m, scores.k, bits=a["score_bits"], symmetric=True,
-                     in_bits=a["score_acc_bits"] + DEFAULT_MBITS, zero_rows="zero")
-        probs = softmax(sq.q, *_softmax_input(sq), in_bits=a["score_bits"], clip=clip, out_bits=a["p_bits"],
-                        out_frac_bits=a["p_frac_bits"], mask=causal, order=a["exp_order"])
-        o = av_wide(probs, cache.v_q[g, :stop], cache.v_m[:stop], cache.v_k[:stop], p_bits=a["p_bits"],
-                    p_frac_bits=a["p_frac_bits"], v_bits=a["v_bits"], acc_bits=a["av_acc_bits"])
-        out[:, heads] = o.p.reshape(group, t, d).transpose(1, 0, 2)
-        row_scale = (o.m[:t], o.k[:t])   # m = 1, k = p_frac_bits + kref(V): the same for every row
-    return requant(out.reshape(t, h_count * d), row_scale[0], row_scale[1], bits=a["out_bits"],
-                   in_bits=a["av_acc_bits"], zero_rows="zero")
-
-
-def _width_bounds(bits: int) -> tuple[np.int64, np.int64]:
-    hi = (1 << (bits - 1)) - 1
-    return np.int64(-hi - 1), np.int64(hi)
-
-
-def _all_heads(a: dict, qr: RowQuant, cache: KVCache, positions: np.ndarray):
-    """The same integers as :func:`_heads_by_group` with one kernel call per step for all heads.
-    Raises an IlsimError where any step would fail (the caller then reports it per group)."""
-    h_count, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
-    group, t, stop = h_count // hkv, positions.shape[0], cache.length
-    rows = h_count * t
-    # scores: fold K's per-position scales per kv group, then every head's exact products
-    k_mf, k_ref = fold_scales(cache.k_m[:, :stop], cache.k_k[:, :stop], DEFAULT_ROUNDING)   # per kv group
-    k_out = qr.k + k_ref[np.arange(h_count) // group][:, None]       # [H, T]
-    if int(k_out.max()) > MAX_SHIFT:
-        raise WidthError("attention: a score row's scale shift exceeds 63")
-    p = np.empty((rows, stop), dtype=np.int64)
-    bad = np.empty(rows, dtype=np.int8)
-    attention_kernels.scores(qr.q, qr.zp, cache.k_q, cache.k_zp, k_mf, group, stop,
-                             *_width_bounds(a["score_acc_bits"]), p, bad)
-    if bad.any():
-        raise WidthError("attention: a score accumulator overflows its width")
-    causal = _causal(positions, stop, h_count)
-    p[~causal] = 0
-    sq = quantize_rows_2d(p, qr.m.reshape(-1), k_out.reshape(-1), bits=a["score_bits"], symmetric=True,
-                          mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING, zero_rows="zero", tensor="scores")
-    sm, sk = _softmax_input(sq)
-    probs = softmax_rows(sq.q, causal, sm, sk, clip=Fraction(a["clip_num"], a["clip_den"]),
-                         in_bits=a["score_bits"], out_bits=a["p_bits"], out_frac_bits=a["p_frac_bits"],
-                         order=a["exp_order"], sum_bits=32)
-    # values: V's per-position scales fold once (shared by every kv head)
-    max_weight = ((1 << a["p_bits"]) - 1) * ((1 << DEFAULT_MBITS) - 1)
-    if stop * max_weight * (1 << (a["v_bits"] - 1)) >= 1 << 63:
-        raise InputError("attention: the probability-value sum may leave int64")
-    v_mf, v_ref = fold_scales(cache.v_m[:stop], cache.v_k[:stop], DEFAULT_ROUNDING)
-    out = np.empty((t, h_count * d), dtype=np.int64)
-    bad = np.empty(rows, dtype=np.int8)
-    attention_kernels.values(probs, v_mf, cache.v_q, group, t, stop, *_width_bounds(a["av_acc_bits"]), out, bad)
-    if bad.any():
-        raise WidthError("attention: a probability-value accumulator overflows its width")
-    k_final = a["p_frac_bits"] + int(v_ref)
-    if k_final > MAX_SHIFT:
-        raise WidthError("attention: the output scale shift exceeds 63")
-    return quantize_rows_2d(out, np.ones(t, dtype=np.int64), np.full(t, k_final, dtype=np.int64),
-                            bits=a["out_bits"], symmetric=False, mbits=DEFAULT_MBITS, mode=DEFAULT_ROUNDING,
-                            zero_rows="zero", tensor="out")
-
+        step = di_attention_reference if ctx.reference else di_attention
+        return step(inputs["q"], inputs["k"], inputs["v"], ctx.positions, params["cos"], params["sin"],
+                    ctx.caches[node.name], self.attr_values(node), name=node.name,
+                    tables_checked=bool(ctx.prepared.get(node.name)))
