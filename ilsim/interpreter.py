@@ -20,7 +20,7 @@ import numpy as np
 from ilsim.errors import IlsimError, InputError
 from ilsim.graph.format import Graph
 from ilsim.graph.op_base import Context
-from ilsim.graph.ops import GRAPH_OPS
+from ilsim.graph.node_types import GRAPH_OPS
 from ilsim.widths import int_input
 
 

@@ -11,7 +11,7 @@ import pytest
 from ilsim.errors import IlsimError
 from ilsim.export.build import ExportOptions, export_model
 from ilsim.graph.format import GraphError
-from ilsim.graph.ops import GRAPH_OPS
+from ilsim.graph.node_types import GRAPH_OPS
 from ilsim.graph.validate import validate_graph
 from ilsim.hf import LlamaConfig, load_checkpoint, random_llama_weights, save_checkpoint
 from ilsim.interpreter import Interpreter

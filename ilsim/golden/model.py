@@ -30,7 +30,7 @@ from ilsim.fileio import clean_stale, replace_dir, temp_dir
 from ilsim.golden.ops import MANIFEST
 from ilsim.golden.writers import FORMATS, hex_digits, sha256_file, write_case_files
 from ilsim.graph.format import Graph
-from ilsim.graph.ops import GRAPH_OPS
+from ilsim.graph.node_types import GRAPH_OPS
 from ilsim.interpreter import Interpreter
 from ilsim.ops._common import storage_dtype
 

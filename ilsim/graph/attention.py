@@ -8,7 +8,7 @@ import numpy as np
 
 from ilsim.graph.format import GraphError
 from ilsim.graph.op_base import REQUIRED, GraphOp
-from ilsim.ops.attention import KVCache, check_attrs, di_attention, di_attention_reference
+from ilsim.ops.attention import KVCache, attention, attention_reference, check_attrs
 from ilsim.ops.rope import check_rope_tables
 
 
@@ -68,7 +68,7 @@ class AttentionOp(GraphOp):
                        else np.uint16, np.int8 if self.attr(node, "v_bits") <= 8 else np.int16)
 
     def run(self, node, inputs, params, ctx):
-        step = di_attention_reference if ctx.reference else di_attention
+        step = attention_reference if ctx.reference else attention
         return step(inputs["q"], inputs["k"], inputs["v"], ctx.positions, params["cos"], params["sin"],
                     ctx.caches[node.name], self.attr_values(node), name=node.name,
                     tables_checked=bool(ctx.prepared.get(node.name)))

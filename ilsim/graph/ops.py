@@ -15,10 +15,8 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS
 from ilsim.arith.rounding import DEFAULT_ROUNDING
 from ilsim.errors import InputError
-from ilsim.graph.attention import AttentionOp
 from ilsim.graph.format import Graph, GraphError, Node
 from ilsim.graph.op_base import REQUIRED, GraphOp, implementation
-from ilsim.kernels.rowquant import shifted_differences
 from ilsim.ops.quantize import RowQuant
 
 
@@ -220,17 +218,10 @@ class SwiGluOp(GraphOp):
                     self.attr(node, "out_bits"), False, self.attr(node, "order"), "zero", DEFAULT_ROUNDING,
                     operands=2)
 
-    @staticmethod
-    def _operand(x: RowQuant, shift: int):
-        v = np.empty(x.q.shape, dtype=np.int64)
-        shifted_differences(x.q, x.zp, np.int64(shift), v)   # (q - zp) << P: |q - zp| < 2^16, P <= 24
-        zero = x.m == 0
-        return v, np.zeros_like(x.zp), np.where(zero, 1, x.m), np.where(zero, 0, x.k + shift)
-
     def run(self, node, inputs, params, ctx):
         shift = self.attr(node, "sig_shift")
-        g = self._operand(inputs["gate"], shift)
-        u = self._operand(inputs["up"], shift)
+        widen = implementation("ilsim.ops.swiglu", "centred_operand", ctx.reference)
+        g, u = widen(*inputs["gate"], shift), widen(*inputs["up"], shift)
         fn = implementation("ilsim.ops.swiglu", "di_swiglu", ctx.reference)
         return fn(*g, *u, gate_div_m=params.get("gate_div_m"), gate_div_k=params.get("gate_div_k"),
                   in_bits=self.attr(node, "in_bits") + 1 + shift, in_signed=True,
@@ -297,12 +288,6 @@ class HadamardOp(GraphOp):
         return fn(x.q, x.zp, x.m, x.k, in_bits=self.attr(node, "in_bits"), in_signed=self.attr(node, "in_signed"),
                   out_bits=self.attr(node, "out_bits"), out_symmetric=self.attr(node, "out_symmetric"),
                   zero_rows="zero")
-
-
-GRAPH_OPS: dict[str, GraphOp] = {}
-
-for _op in (EmbeddingOp(), RmsNormOp(), MatMulOp(), SwiGluOp(), ResidualOp(), HadamardOp(), AttentionOp()):
-    GRAPH_OPS[_op.name] = _op
 
 
 def slice_rows(x: RowQuant, start: int, stop: int) -> RowQuant:

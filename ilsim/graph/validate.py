@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilsim.graph.format import Graph, GraphError
-from ilsim.graph.ops import GRAPH_OPS
+from ilsim.graph.node_types import GRAPH_OPS
 from ilsim.widths import int_range
 
 

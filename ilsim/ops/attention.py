@@ -154,14 +154,14 @@ def _attention(q: RowQuant, k: RowQuant, v: RowQuant, positions, cos, sin, cache
                              f"the per-group path did not") from fast_error
 
 
-def di_attention(q: RowQuant, k: RowQuant, v: RowQuant, positions, cos, sin, cache: KVCache, a: dict, *,
+def attention(q: RowQuant, k: RowQuant, v: RowQuant, positions, cos, sin, cache: KVCache, a: dict, *,
                  name: str = "attention", tables_checked: bool = False) -> RowQuant:
     """Fast path of the contract: RoPE of all heads by one kernel call where the inputs allow, then
     one kernel call per step for all heads (the per-group operator calls report any error)."""
     return _attention(q, k, v, positions, cos, sin, cache, a, name, tables_checked, reference=False)
 
 
-def di_attention_reference(q: RowQuant, k: RowQuant, v: RowQuant, positions, cos, sin, cache: KVCache, a: dict,
+def attention_reference(q: RowQuant, k: RowQuant, v: RowQuant, positions, cos, sin, cache: KVCache, a: dict,
                            *, name: str = "attention", tables_checked: bool = False) -> RowQuant:
     """Scalar reference of the contract: every step an operator's ``*_reference`` call, per kv group."""
     return _attention(q, k, v, positions, cos, sin, cache, a, name, tables_checked, reference=True)

@@ -31,7 +31,7 @@ from ilsim.arith.bits import bit_length
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.rounding import DEFAULT_ROUNDING, HALF_UP, as_rounding, div_round_int, mode_code, rshift_round_int
 from ilsim.errors import InputError, WidthError
-from ilsim.kernels.rowquant import row_min_max
+from ilsim.kernels.rowquant import row_min_max, shifted_differences
 from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t, exp_t_abs_checked, exp_t_abs_checked_reference,
                            exp_t_abs_reference, first_index, require_int_attr, require_order, scale_input,
                            shaped_input, shift_input, t_abs_limit)
@@ -478,3 +478,31 @@ def di_swiglu_float(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *, gat
     if gate_div_m is not None:
         div = np.asarray(gate_div_m, np.float64) / np.exp2(np.asarray(gate_div_k, np.float64))
     return g * _sigmoid_float(g * div) * u
+
+
+# ---------------------------------------------------------------- centred operands (the graph's sig_shift)
+
+def centred_operand_reference(q, zp, m, k, shift: int):
+    """(v, 0, m', k'): the exact signed differences v = (q - zp) * 2^P of a per-row quantized
+    operand with the scale shift k + P (P = ``shift``, 0..24), so every real value is unchanged
+    while DI-Exp's |t| grows 2^P-fold. A row with multiplier 0 (all values 0) gets scale 1/1.
+    Python ints; |q - zp| < 2^16, so |v| < 2^40. This is how the graph's di_swiglu node feeds the
+    operator (docs/spec/graph.md, di_swiglu ``sig_shift``)."""
+    q, zp = np.asarray(q), np.asarray(zp)
+    zp_rows = np.broadcast_to(zp, q.shape[:-1]).reshape(-1).tolist()
+    rows = q.reshape(-1, q.shape[-1]).tolist()
+    v = np.array([[(x - zp_rows[r]) << shift for x in row] for r, row in enumerate(rows)],
+                 dtype=np.int64).reshape(q.shape)
+    return _centred_scale(v, zp, m, k, shift)
+
+
+def centred_operand(q, zp, m, k, shift: int):
+    """Fast twin of :func:`centred_operand_reference`: one Numba pass for (q - zp) << P."""
+    v = np.empty(np.shape(q), dtype=np.int64)
+    shifted_differences(q, zp, np.int64(shift), v)
+    return _centred_scale(v, zp, m, k, shift)
+
+
+def _centred_scale(v, zp, m, k, shift):
+    zero = np.asarray(m) == 0
+    return v, np.zeros_like(zp), np.where(zero, 1, m), np.where(zero, 0, np.asarray(k) + shift)
