@@ -217,11 +217,16 @@ def shift_input(v, op: str, name: str) -> np.ndarray:
     return arr
 
 
-def _inputs(x, m, k, in_bits, out_bits, order):
-    """Validate di_exp's inputs; returns x, and m, k broadcast to the scale shape."""
+def check_attrs(in_bits, out_bits, order) -> None:
+    """DI-Exp's attributes: in_bits and out_bits integers in [2, 62], order 1 or 2 (InputError)."""
     require_int_attr(in_bits, 2, 62, OP, "in_bits")
     require_int_attr(out_bits, 2, 62, OP, "out_bits")
     require_order(order, OP)
+
+
+def _inputs(x, m, k, in_bits, out_bits, order):
+    """Validate di_exp's inputs; returns x, and m, k broadcast to the scale shape."""
+    check_attrs(in_bits, out_bits, order)
     x = shaped_input(x, OP, "x", bits=in_bits, signed=True)
     if x.size and int(x.max()) > 0:
         idx = first_index(x > 0)
