@@ -19,6 +19,7 @@ import numpy as np
 
 from ilsim.arith.dyadic import dyadic_from_scale
 from ilsim.demo import dequantize_rows as deq, to_rows
+from ilsim.export.rope_tables import rope_tables
 from ilsim.ops import exp, matmul, norm, residual, rope, softmax, swiglu
 
 
@@ -89,7 +90,7 @@ def sweep_residual(rng):
 def sweep_rope(rng):
     d = 2 * int(rng.integers(2, 64))
     x = to_rows(rng.standard_normal((4, d)))
-    tables = rope.rope_tables(512, d)
+    tables = rope_tables(512, d)
     pos = rng.integers(0, 512, size=4)
     out = rope.di_rope(x.q, x.zp, x.m, x.k, pos, tables.cos, tables.sin)
     xr = deq(x)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ilsim.arith.dyadic import dyadic_from_scale
+from ilsim.export.embedding_table import quantize_embedding_table
+from ilsim.export.rope_tables import rope_tables
 from ilsim.ops import embedding, exp, matmul, norm, quantize, residual, rope, softmax, swiglu
 
 FIXED = 1 << 12  # real inputs are first written as integers with 12 fraction bits
@@ -130,7 +132,7 @@ def demo_residual() -> DemoResult:
 def demo_rope() -> DemoResult:
     x_real = np.array([[1.0, 0.5, -0.5, 2.0]])
     x = to_rows(x_real)
-    tables = rope.rope_tables(8, 4)
+    tables = rope_tables(8, 4)
     pos = np.array([3])
     out = rope.di_rope(x.q, x.zp, x.m, x.k, pos, tables.cos, tables.sin)
     xr = dequantize_rows(x)
@@ -145,7 +147,7 @@ def demo_rope() -> DemoResult:
 
 def demo_embedding() -> DemoResult:
     table_real = np.array([[0.1, -0.2, 0.3], [1.0, 0.0, -1.0], [0.05, 0.5, 0.25]])
-    t = embedding.quantize_embedding_table(table_real, bits=8)
+    t = quantize_embedding_table(table_real, bits=8)
     ids = np.array([2, 0])
     out = embedding.embedding_lookup(ids, t.q, t.m, t.k)
     return DemoResult("embedding_lookup", "int8 table with one dyadic scale per row",

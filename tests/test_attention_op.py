@@ -106,7 +106,8 @@ def test_all_heads_path_does_not_depend_on_the_thread_count():
        st.integers(0, 2**32 - 1))
 def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits, seed):
     from ilsim.ops.attention import _rotate_all_heads
-    from ilsim.ops.rope import di_rope, rope_tables
+    from ilsim.export.rope_tables import rope_tables
+    from ilsim.ops.rope import di_rope
 
     rng = np.random.default_rng(seed)
     attrs = {key: default for key, (_, default) in OP.attrs.items()}
@@ -131,7 +132,8 @@ def test_rope_then_head_hadamard_of_all_heads_equals_the_operators(heads, head_d
     gives the integers of di_rope's and di_hadamard's scalar references, per head."""
     from ilsim.ops.attention import _rotate_all_heads, head_hadamard
     from ilsim.ops.hadamard import di_hadamard_reference
-    from ilsim.ops.rope import di_rope_reference, rope_tables
+    from ilsim.export.rope_tables import rope_tables
+    from ilsim.ops.rope import di_rope_reference
 
     rng = np.random.default_rng(seed)
     attrs = {key: default for key, (_, default) in OP.attrs.items()}

@@ -12,8 +12,8 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ilsim.errors import InputError
-from ilsim.ops.embedding import (embedding_lookup, embedding_lookup_float, embedding_lookup_reference,
-                                 quantize_embedding_table)
+from ilsim.export.embedding_table import quantize_embedding_table
+from ilsim.ops.embedding import embedding_lookup, embedding_lookup_float, embedding_lookup_reference
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_norm import embedding_lookup_cases
 from ilsim.testing.parity import assert_same, outcome

@@ -71,7 +71,7 @@ def test_the_block_at_its_start_computes_what_the_smooth_graph_computes(checkpoi
     differ only where the graph's dyadic scales (16-bit multipliers) move a rounding."""
     torch = pytest.importorskip("torch")
     from ilsim.export import fsbr
-    from ilsim.ops.rope import rope_tables
+    from ilsim.export.rope_tables import rope_tables
 
     opts = options("smooth", 4, 4)
     graph = export_model(checkpoint, calib_ids(), opts)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-import ilsim.ops.rope as rope_module
+import ilsim.export.rope_tables as rope_module
 from ilsim.errors import InputError, WidthError, ZeroRangeError
 from ilsim.ops.quantize import RowQuant, quantize_rows
 from ilsim.ops.registry import get_op
-from ilsim.ops.rope import (di_rope, di_rope_float, di_rope_reference, rope_float_tables, rope_tables,
-                            rope_tables_direct)
+from ilsim.export.rope_tables import rope_float_tables, rope_tables, rope_tables_direct
+from ilsim.ops.rope import di_rope, di_rope_float, di_rope_reference
 from ilsim.testing.cases_norm import di_rope_cases
 from ilsim.testing.parity import assert_same, outcome
 from ilsim.testing.bounds import dequantize, requantization_bound

@@ -22,6 +22,8 @@ import pytest
 
 from ilsim.arith.isqrt import ISQRT_MAX, isqrt_reference
 from ilsim.arith.rounding import div_round_reference, rshift_round_reference
+from ilsim.export.embedding_table import quantize_embedding_table
+from ilsim.export.rope_tables import rope_tables
 from ilsim.ops import embedding, hadamard, norm, residual, rope
 from ilsim.ops.quantize import output_levels, quantize_rows_reference, row_output_scale
 from spec_pages import assert_page_holds, block, doc_examples
@@ -304,7 +306,7 @@ def test_layernorm_error_precedence_is_the_same_in_both_paths():
 # --- rope.md -------------------------------------------------------------------------------------
 
 def ex_rope() -> dict:
-    tables = rope.rope_tables(3, 4, theta=10000.0, frac_bits=14)
+    tables = rope_tables(3, 4, theta=10000.0, frac_bits=14)
     assert tables.cos.tolist() == [[16384, 16384], [8852, 16383], [-6818, 16381]]
     assert tables.sin.tolist() == [[0, 0], [13787, 164], [14898, 328]]
     x, zp, m, k, p, f = [130, 120, 100, 140], 128, 50000, 20, 1, 14
@@ -331,7 +333,7 @@ def test_rope_worked_example():
 
 
 def test_rope_error_precedence_is_the_same_in_both_paths():
-    tables = rope.rope_tables(3, 4, frac_bits=14)
+    tables = rope_tables(3, 4, frac_bits=14)
     good = dict(x=np.array([[[130, 120, 100, 140]]]), zp=128, m=50000, k=20, positions=np.array([1]),
                 cos=tables.cos, sin=tables.sin)
     both = (rope.di_rope, rope.di_rope_reference)
@@ -411,7 +413,7 @@ def test_residual_error_precedence_is_the_same_in_both_paths():
 def ex_embedding() -> dict:
     float_table = [[0.5, -0.25, 0.125, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 2.0, -3.0, 0.1]]
     ids = [2, 0, 1, 2]
-    table = embedding.quantize_embedding_table(np.array(float_table), bits=8, mbits=16)
+    table = quantize_embedding_table(np.array(float_table), bits=8, mbits=16)
     levels = 127
     absmax = [max(abs(v) for v in row) for row in float_table]
     for row, a, m_v, k_v, q_row in zip(float_table, absmax, table.m.tolist(), table.k.tolist(), table.q.tolist()):

@@ -44,14 +44,14 @@ import numpy as np
 from ilsim.arith.dyadic import DEFAULT_MBITS, dyadic_from_scale
 from ilsim.errors import InputError
 from ilsim.export.calibrate import calibrate
+from ilsim.export.embedding_table import quantize_embedding_table
 from ilsim.export.gptq import gptq_quantize_weight, sparsegpt_quantize_weight
 from ilsim.export.prune import wanda_mask
+from ilsim.export.rope_tables import rope_tables
 from ilsim.export.rotate import down_weight_for_online_hadamard, rotate_checkpoint
 from ilsim.export.smoothing import FSBR_PAIRS, smooth_layer
 from ilsim.export.weights import quantize_weight
 from ilsim.graph.format import Graph, ModelInfo, Node, declare
-from ilsim.ops.embedding import quantize_embedding_table
-from ilsim.ops.rope import rope_tables
 
 MBITS = DEFAULT_MBITS
 #: The export methods, in the order they apply (module docstring).

@@ -370,7 +370,7 @@ def block_tables(t, cfg, opts, context: int, spec: BlockSpec) -> tuple:
     float angles' (cos, sin) for the float block, and the ±1 Hadamard matrix of the down
     projection's online transform (None without one)."""
     from ilsim.ops.hadamard import hadamard_matrix
-    from ilsim.ops.rope import rope_tables
+    from ilsim.export.rope_tables import rope_tables
 
     tables = rope_tables(context, cfg.head_dim, cfg.rope_theta, opts.rope_frac_bits)
     unit = float(1 << opts.rope_frac_bits)
@@ -391,7 +391,7 @@ def learn_fsbr(checkpoint, calib_ids: np.ndarray, opts, progress: Callable[[int,
     checkpoint, computed here when not given. ``progress(done, total)`` after each layer."""
     from ilsim.export.build import parse_method
     from ilsim.float_model import FloatLlama
-    from ilsim.ops.embedding import quantize_embedding_table
+    from ilsim.export.embedding_table import quantize_embedding_table
 
     torch = require_torch()
     dtype = {"float32": torch.float32, "float64": torch.float64}[opts.fsbr_dtype]

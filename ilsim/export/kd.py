@@ -58,7 +58,7 @@ def learn_kd(checkpoint, calib_ids: np.ndarray, opts, stats: list | None = None,
     ``stats``: the calibration maxima (needed with ``smooth``)."""
     from ilsim.export.build import parse_method
     from ilsim.export.weights import quantize_weight
-    from ilsim.ops.embedding import quantize_embedding_table
+    from ilsim.export.embedding_table import quantize_embedding_table
 
     torch = require_torch("kd")
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ilsim.arith.rounding import Rounding
 from ilsim.ops.norm import DEFAULT_EPS_K, DEFAULT_EPS_M
-from ilsim.ops.rope import rope_tables
+from ilsim.export.rope_tables import rope_tables
 from ilsim.testing.strategies import QUANT_BITS, int_arrays, ints, multipliers
 from ilsim.widths import int_range
 

@@ -16,7 +16,7 @@ ROPE_POSITIONS = 16
 
 
 def _rope_tables(d):
-    from ilsim.ops.rope import rope_tables
+    from ilsim.export.rope_tables import rope_tables
     tables = rope_tables(ROPE_POSITIONS, d, frac_bits=ROPE_FRAC_BITS)
     spec = dict(bits=ROPE_FRAC_BITS + 2, signed=True)
     return arr(tables.cos, **spec), arr(tables.sin, **spec)
