@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ilsim.errors import IlsimError
 from ilsim.graph.attention import AttentionOp
-from ilsim.ops.attention import KVCache, _all_heads, _append, _heads_by_group
+from ilsim.ops.attention import AttentionAttrs, KVCache, _all_heads, _append, _heads_by_group
 from ilsim.ops.quantize import RowQuant
 
 OP = AttentionOp()
@@ -58,12 +58,13 @@ def _run(attrs, calls, seed, k_range, fast: bool):
         kr = RowQuant(kr.q, np.broadcast_to(kr.zp, (hkv, t)), kr.m, kr.k)
         qr = RowQuant(q.q.reshape(t, h, d).transpose(1, 0, 2), np.broadcast_to(q.zp, (h, t)),
                       np.broadcast_to(q.m, (h, t)), np.broadcast_to(q.k, (h, t)))
-        _append(cache, kr, v, attrs, "attn")
+        _append(cache, kr, v, AttentionAttrs(**attrs), "attn")
         positions = np.arange(start, start + t)
         start += t
         try:
-            out = _all_heads(attrs, qr, cache, positions) if fast else \
-                _heads_by_group(attrs, qr, cache, positions, reference=True)
+            at = AttentionAttrs(**attrs)
+            out = _all_heads(at, qr, cache, positions) if fast else \
+                _heads_by_group(at, qr, cache, positions, reference=True)
         except IlsimError as err:
             outs.append(type(err).__name__)
             break
@@ -116,7 +117,7 @@ def test_rope_of_all_heads_at_once_equals_di_rope(heads, head_dim, tokens, bits,
     start = int(rng.integers(0, 16 - tokens + 1))
     cos, sin = tables.cos[start:start + tokens], tables.sin[start:start + tokens]
     x = _row_quant(rng, tokens, heads * head_dim, bits, False, (18, 30))
-    got = _rotate_all_heads(x, heads, cos, sin, attrs, tables_checked=True)
+    got = _rotate_all_heads(x, heads, cos, sin, AttentionAttrs(**attrs), tables_checked=True)
     want = di_rope(x.q.reshape(tokens, heads, head_dim).transpose(1, 0, 2), x.zp, x.m, x.k,
                    np.arange(tokens), cos, sin, in_bits=bits, in_signed=False,
                    table_frac_bits=attrs["rope_frac_bits"], out_bits=bits, zero_rows="zero")
@@ -142,13 +143,13 @@ def test_rope_then_head_hadamard_of_all_heads_equals_the_operators(heads, head_d
     start = int(rng.integers(0, 16 - tokens + 1))
     cos, sin = tables.cos[start:start + tokens], tables.sin[start:start + tokens]
     x = _row_quant(rng, tokens, heads * head_dim, bits, False, (18, 30))
-    rotated = _rotate_all_heads(x, heads, cos, sin, attrs, tables_checked=True)
+    rotated = _rotate_all_heads(x, heads, cos, sin, AttentionAttrs(**attrs), tables_checked=True)
     assert rotated is not None and int(rotated.q.max()) < 1 << rope_out
-    got = head_hadamard(rotated, attrs, reference=False)
+    got = head_hadamard(rotated, AttentionAttrs(**attrs), reference=False)
     r = di_rope_reference(x.q.reshape(tokens, heads, head_dim).transpose(1, 0, 2), x.zp, x.m, x.k,
                           np.arange(tokens), cos, sin, in_bits=bits, in_signed=False,
                           table_frac_bits=attrs["rope_frac_bits"], out_bits=rope_out, zero_rows="zero")
     want = di_hadamard_reference(r.q, r.zp, r.m, r.k, in_bits=rope_out, out_bits=bits, zero_rows="zero")
-    assert all(np.array_equal(a, b) for a, b in zip(head_hadamard(r, attrs, reference=True), want))
+    assert all(np.array_equal(a, b) for a, b in zip(head_hadamard(r, AttentionAttrs(**attrs), reference=True), want))
     for name, a, b in zip(want._fields, got, want):
         assert a.dtype == b.dtype and np.array_equal(a, b), name

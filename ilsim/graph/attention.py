@@ -4,11 +4,14 @@ docs/spec/graph.md, "attention")."""
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+from typing import get_type_hints
+
 import numpy as np
 
 from ilsim.graph.format import GraphError
 from ilsim.graph.op_base import REQUIRED, GraphOp
-from ilsim.ops.attention import KVCache, attention, attention_reference, check_attrs
+from ilsim.ops.attention import AttentionAttrs, KVCache, attention, attention_reference, check_attrs
 from ilsim.ops.rope import check_rope_tables
 
 
@@ -17,23 +20,21 @@ class AttentionOp(GraphOp):
     rowwise = False       # a token attends to every cached position
     inputs = ("q", "k", "v")
     params = ("cos", "sin")
-    attrs = {
-        "num_heads": (int, REQUIRED), "num_kv_heads": (int, REQUIRED), "head_dim": (int, REQUIRED),
-        "in_bits": (int, 8), "v_bits": (int, 8), "qk_bits": (int, 8), "rope_frac_bits": (int, 14),
-        "score_acc_bits": (int, REQUIRED), "score_bits": (int, 16), "clip_num": (int, 15), "clip_den": (int, 1),
-        "p_bits": (int, 8), "p_frac_bits": (int, 8), "av_acc_bits": (int, 48), "out_bits": (int, 8),
-        "exp_order": (int, 1), "qk_hadamard": (int, 0), "rope_out_bits": (int, 16),
-    }
+    attrs = {f.name: (get_type_hints(AttentionAttrs)[f.name], REQUIRED if f.default is MISSING else f.default)
+             for f in fields(AttentionAttrs)}
 
     def check_operator_attrs(self, node, graph):
         """Every operator call of the contract checked by the operators' own checks
         (:func:`ilsim.ops.attention.check_attrs`), with the int64 bound of the longest
         probability-value sum at the model's max_positions."""
-        check_attrs(self.attr_values(node), graph.model.max_positions)
+        check_attrs(self.typed_attrs(node), graph.model.max_positions)
+
+    def typed_attrs(self, node) -> AttentionAttrs:
+        return AttentionAttrs(**self.attr_values(node))
 
     def check_shapes(self, node, graph, where):
-        a = node.attrs
-        h, hkv, d = a["num_heads"], a["num_kv_heads"], a["head_dim"]
+        at = node.attrs
+        h, hkv, d = at["num_heads"], at["num_kv_heads"], at["head_dim"]
         m = graph.model
         if (h, hkv, d) != (m.num_heads, m.num_kv_heads, m.head_dim):
             raise GraphError(f"{where}: num_heads, num_kv_heads, head_dim = {(h, hkv, d)} do not match the "
@@ -47,11 +48,11 @@ class AttentionOp(GraphOp):
     def columns(self, node, graph, inputs, where):
         """q has num_heads x head_dim values per token, k and v num_kv_heads x head_dim: the sizes
         checked against the file's own tensors (the projections that produce them)."""
-        a = node.attrs
-        for role, heads in (("q", a["num_heads"]), ("k", a["num_kv_heads"]), ("v", a["num_kv_heads"])):
-            if inputs[role] != heads * a["head_dim"]:
+        at = node.attrs
+        for role, heads in (("q", at["num_heads"]), ("k", at["num_kv_heads"]), ("v", at["num_kv_heads"])):
+            if inputs[role] != heads * at["head_dim"]:
                 raise GraphError(f"{where}: input {role!r} has {inputs[role]} values per token, the attention "
-                                 f"needs {heads} heads x {a['head_dim']} = {heads * a['head_dim']}")
+                                 f"needs {heads} heads x {at['head_dim']} = {heads * at['head_dim']}")
         return inputs["q"]
 
     def output_width(self, node):
@@ -63,12 +64,12 @@ class AttentionOp(GraphOp):
         return True
 
     def new_cache(self, node, capacity: int) -> KVCache:
-        a = node.attrs
-        return KVCache(a["num_kv_heads"], a["head_dim"], capacity, np.uint8 if self.attr(node, "qk_bits") <= 8
+        at = node.attrs
+        return KVCache(at["num_kv_heads"], at["head_dim"], capacity, np.uint8 if self.attr(node, "qk_bits") <= 8
                        else np.uint16, np.int8 if self.attr(node, "v_bits") <= 8 else np.int16)
 
     def run(self, node, inputs, params, ctx):
         step = attention_reference if ctx.reference else attention
         return step(inputs["q"], inputs["k"], inputs["v"], ctx.positions, params["cos"], params["sin"],
-                    ctx.caches[node.name], self.attr_values(node), name=node.name,
+                    ctx.caches[node.name], self.typed_attrs(node), name=node.name,
                     tables_checked=bool(ctx.prepared.get(node.name)))

@@ -85,9 +85,9 @@ class RmsNormOp(GraphOp):
     def check_operator_attrs(self, node, graph):
         from ilsim.ops.norm import OP_RMS, check_attrs
 
-        a = self.attr_values(node)
-        check_attrs(OP_RMS, a["gamma_k"], a["in_bits"], a["eps_m"], a["eps_k"], a["rms_frac_bits"],
-                    a["out_frac_bits"], a["out_bits"], a["out_symmetric"], DEFAULT_MBITS, a["y_bits"], DEFAULT_ROUNDING, "zero")
+        attrs = self.attr_values(node)
+        check_attrs(OP_RMS, attrs["gamma_k"], attrs["in_bits"], attrs["eps_m"], attrs["eps_k"], attrs["rms_frac_bits"],
+                    attrs["out_frac_bits"], attrs["out_bits"], attrs["out_symmetric"], DEFAULT_MBITS, attrs["y_bits"], DEFAULT_ROUNDING, "zero")
 
     def columns(self, node, graph, inputs, where):
         _expect(inputs["x"] == graph.model.hidden_size, where,
@@ -101,9 +101,9 @@ class RmsNormOp(GraphOp):
     def run(self, node, inputs, params, ctx):
         x = inputs["x"]
         fn = implementation("ilsim.ops.norm", "di_rmsnorm", ctx.reference)
-        a = node.attrs
-        return fn(x.q, x.m, x.k, params["gamma"], a["gamma_k"], in_bits=self.attr(node, "in_bits"),
-                  eps_m=a["eps_m"], eps_k=a["eps_k"], rms_frac_bits=self.attr(node, "rms_frac_bits"),
+        attrs = node.attrs
+        return fn(x.q, x.m, x.k, params["gamma"], attrs["gamma_k"], in_bits=self.attr(node, "in_bits"),
+                  eps_m=attrs["eps_m"], eps_k=attrs["eps_k"], rms_frac_bits=self.attr(node, "rms_frac_bits"),
                   out_frac_bits=self.attr(node, "out_frac_bits"), out_bits=self.attr(node, "out_bits"),
                   out_symmetric=self.attr(node, "out_symmetric"), y_bits=self.attr(node, "y_bits"),
                   zero_rows="zero")
@@ -124,11 +124,11 @@ class MatMulOp(GraphOp):
         """With the int64 bound at the weight's K (when b is a matrix; check_shapes says otherwise)."""
         from ilsim.ops.matmul import OP, OP_WIDE, check_wide_attrs
 
-        a = self.attr_values(node)
+        attrs = self.attr_values(node)
         b_shape = _shape(graph, node, "b")
-        output = None if a["wide"] else (a["out_bits"], a["out_symmetric"], "zero")
-        check_wide_attrs(OP_WIDE if a["wide"] else OP, a["a_bits"], a["b_bits"], a["a_signed"], a["b_signed"],
-                         a["acc_bits"], DEFAULT_MBITS, DEFAULT_ROUNDING, output,
+        output = None if attrs["wide"] else (attrs["out_bits"], attrs["out_symmetric"], "zero")
+        check_wide_attrs(OP_WIDE if attrs["wide"] else OP, attrs["a_bits"], attrs["b_bits"], attrs["a_signed"], attrs["b_signed"],
+                         attrs["acc_bits"], DEFAULT_MBITS, DEFAULT_ROUNDING, output,
                          depth=b_shape[1] if len(b_shape) == 2 else None)
 
     def columns(self, node, graph, inputs, where):
