@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
 from ilsim.errors import InputError
 
 ISQRT_MAX = 1 << 62
 
 
-def isqrt_reference(n: int) -> int:
-    """floor(sqrt(n)) for a Python int 0 <= n <= 2^62, by the restoring bit-pair method."""
-    if not 0 <= n <= ISQRT_MAX:
-        raise InputError(f"isqrt: input must be in [0, 2^62], got {n}")
+@register_jitable
+def isqrt_restoring(n):
+    """floor(sqrt(n)) for 0 <= n <= 2^62 by the restoring bit-pair method: the one source, run on
+    Python ints by :func:`isqrt_reference` and compiled on int64 as :func:`isqrt_i64`."""
     root = 0
     bit = 1 << 62  # the highest power of four in range
     while bit:
@@ -33,19 +34,15 @@ def isqrt_reference(n: int) -> int:
     return root
 
 
-@numba.njit(cache=True)
-def isqrt_i64(n):
-    """Jitted twin of :func:`isqrt_reference` for one int64 in [0, 2^62]."""
-    root = np.int64(0)
-    bit = np.int64(1) << 62
-    while bit:
-        if n >= root + bit:
-            n -= root + bit
-            root = (root >> 1) + bit
-        else:
-            root >>= 1
-        bit >>= 2
-    return root
+def isqrt_reference(n: int) -> int:
+    """floor(sqrt(n)) for a Python int 0 <= n <= 2^62 (InputError outside)."""
+    if not 0 <= n <= ISQRT_MAX:
+        raise InputError(f"isqrt: input must be in [0, 2^62], got {n}")
+    return isqrt_restoring(n)
+
+
+#: :func:`isqrt_restoring` compiled, for one int64 in [0, 2^62].
+isqrt_i64 = numba.njit(cache=True)(isqrt_restoring)
 
 
 @numba.njit(cache=True)

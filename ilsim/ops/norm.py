@@ -31,13 +31,14 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
+from ilsim.arith.bits import bit_length_i64
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
 from ilsim.arith.isqrt import ISQRT_MAX, isqrt_i64, isqrt_reference
-from ilsim.arith.jit import HALF_UP, div_round_i64, mode_code
-from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
+from ilsim.arith.jit import div_round_i64, mode_code
+from ilsim.arith.rounding import DEFAULT_ROUNDING, HALF_UP, Rounding, div_round_int, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
-from ilsim.arith.bits import bit_length_i64
 from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
@@ -135,15 +136,29 @@ def ceil_log2(n: int) -> int:
     return (n - 1).bit_length()
 
 
-def eps_in_row_units(eps_m: int, eps_k: int, m_r: int, k_r: int, rms_frac_bits: int) -> int:
+@register_jitable(inline="always")
+def eps_in_row_units(eps_m, eps_k, m_r, k_r, rms_frac_bits):
     """e_r = round_half_up(eps / s_r^2 * 2^(2F)) = div_round(eps_m * 2^(2k_r + 2F), m_r^2 * 2^eps_k).
 
     eps expressed in the row's integer units squared, with 2F fraction bits, rounded once half up.
-    A zero-scale row (m_r = 0) is all real zeros; it gets e_r = 0.
+    A zero-scale row (m_r = 0) is all real zeros; it gets e_r = 0. Written with 2^eps_k cancelled
+    (the same rational, so the same rounding): exact on Python ints; compiled (the RMS kernel),
+    the caller first checks that the shifted operands stay below 2^62.
     """
     if m_r == 0:
         return 0
-    return div_round_reference(eps_m << (2 * k_r + 2 * rms_frac_bits), (m_r * m_r) << eps_k)
+    shift = 2 * k_r + 2 * rms_frac_bits - eps_k
+    if shift >= 0:
+        return div_round_int(eps_m << shift, m_r * m_r, HALF_UP)
+    return div_round_int(eps_m, (m_r * m_r) << -shift, HALF_UP)
+
+
+@register_jitable(inline="always")
+def mean_square(sum_sq, divisor, e_r, rms_frac_bits):
+    """ms = floor((sum_sq * 2^(2F) + divisor * e_r) / divisor): the mean square with eps, 2F
+    fraction bits (its isqrt is the row's r). Exact on Python ints; compiled, the caller first
+    checks the operands' bit lengths."""
+    return ((sum_sq << (2 * rms_frac_bits)) + divisor * e_r) // divisor
 
 
 def row_root(op: str, row: int, sum_sq: int, divisor: int, e_r: int, rms_frac_bits: int) -> int:
@@ -155,7 +170,7 @@ def row_root(op: str, row: int, sum_sq: int, divisor: int, e_r: int, rms_frac_bi
     if e_r > ISQRT_MAX:
         raise WidthError(f"{op}: e[{row}] = {e_r} (eps in the row's units squared, 2F fraction bits) "
                          f"exceeds 2^62; the row scale is too small for eps at this rms_frac_bits")
-    ms = ((sum_sq << (2 * rms_frac_bits)) + divisor * e_r) // divisor
+    ms = mean_square(sum_sq, divisor, e_r, rms_frac_bits)
     if ms > ISQRT_MAX:
         raise WidthError(f"{op}: ms[{row}] = {ms} exceeds 2^62, the isqrt range; lower rms_frac_bits "
                          f"(now {rms_frac_bits})")
@@ -336,21 +351,17 @@ def _rms_roots_kernel(sum_sq, m, k, d, eps_m, eps_k, frac_bits, roots, status):
     an error they report)."""
     for r in range(sum_sq.shape[0]):
         status[r] = 1
-        if m[r] == 0:
-            e = np.int64(0)
-        else:
-            # div_round(eps_m 2^(2k + 2F), m^2 2^eps_k): the same rational with 2^eps_k cancelled
+        if m[r] != 0:   # eps_in_row_units' operands must stay below 2^62 on int64
             shift = 2 * k[r] + 2 * frac_bits - eps_k
             m_sq_bits = 2 * bit_length_i64(m[r])
-            if shift >= 0 and bit_length_i64(eps_m) + shift <= 61 and m_sq_bits <= 61:
-                e = div_round_i64(eps_m << shift, m[r] * m[r], HALF_UP)
-            elif shift < 0 and m_sq_bits - shift <= 61:
-                e = div_round_i64(eps_m, (m[r] * m[r]) << -shift, HALF_UP)
-            else:
+            fits = (bit_length_i64(eps_m) + shift <= 61 and m_sq_bits <= 61) if shift >= 0 \
+                else m_sq_bits - shift <= 61
+            if not fits:
                 continue
+        e = eps_in_row_units(eps_m, eps_k, m[r], k[r], frac_bits)
         if bit_length_i64(sum_sq[r]) + 2 * frac_bits > 61 or bit_length_i64(d) + bit_length_i64(e) > 61:
             continue
-        ms = ((sum_sq[r] << (2 * frac_bits)) + d * e) // d
+        ms = mean_square(sum_sq[r], d, e, frac_bits)
         if ms > ISQRT_MAX:
             continue
         root = isqrt_i64(ms)
