@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ilsim.errors import InputError, WidthError
-from ilsim.ops.exp import (ORDER2_A2, ORDER2_C, ORDER2_T_BITS, _exp_kernel, di_exp, di_exp_float,
+from ilsim.kernels.exp import exp_elements
+from ilsim.ops.exp import (ORDER2_A2, ORDER2_C, ORDER2_T_BITS, di_exp, di_exp_float,
                            di_exp_reference, exp_from_t_reference, exp_t_abs_reference, log2e_multiplier)
 from ilsim.ops.registry import get_op
 from ilsim.testing.cases_nonlinear import TIE_SCALES, assert_fast_equals_reference, di_exp_cases, exp_scales
@@ -50,7 +51,7 @@ def test_exhaustive_small_t_sweep_matches_reference_including_order2_ties(order)
         lo = -min(70 * t_abs + 3, 1 << 16)
         x = np.arange(lo, 1, dtype=np.int64)
         out = np.empty_like(x)
-        _exp_kernel(x, np.full(x.size, t_abs, dtype=np.int64), order, out)
+        exp_elements(x, np.full(x.size, t_abs, dtype=np.int64), order, out)
         expected = [exp_from_t_reference(v, t_abs, order) for v in x.tolist()]
         assert out.tolist() == expected
         if order == 2:  # the formula without the q > bits(|t|) short cut, and its ties

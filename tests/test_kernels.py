@@ -97,11 +97,12 @@ def _root_cases(draw):
 
 @given(_root_cases())
 def test_rms_root_kernel_equals_the_python_row_functions_or_defers(case):
-    from ilsim.ops.norm import _rms_roots_kernel, eps_in_row_units, row_root
+    from ilsim.kernels.norm import rms_roots
+    from ilsim.ops.norm import eps_in_row_units, row_root
 
     d, frac_bits, eps_m, eps_k, sums, ms, ks = case
     roots, status = np.empty(len(sums), np.int64), np.empty(len(sums), np.int8)
-    _rms_roots_kernel(np.array(sums), np.array(ms), np.array(ks), d, eps_m, eps_k, frac_bits, roots, status)
+    rms_roots(np.array(sums), np.array(ms), np.array(ks), d, eps_m, eps_k, frac_bits, roots, status)
     for r, (s, m, k) in enumerate(zip(sums, ms, ks)):
         try:
             want = row_root("op", r, s, d, eps_in_row_units(eps_m, eps_k, m, k, frac_bits), frac_bits)

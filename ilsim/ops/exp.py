@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
-from numba.extending import register_jitable
 
 from ilsim.arith.dyadic import MAX_SHIFT
-from ilsim.arith.rounding import HALF_UP, div_round, div_round_int
+from ilsim.arith.rounding import div_round
 from ilsim.errors import InputError
+from ilsim.kernels.exp import (INT64_MAX_K, ORDER2_A2, ORDER2_C, ORDER2_T_BITS, exp_elements, exp_from_t, exp_from_t_i64,
+                               exp_t_abs_i64, log2e_multiplier, t_abs_of_scale)
 from ilsim.ops._common import storage_dtype
 from ilsim.widths import check_width_int, int_input, is_int, require_attr
 
@@ -33,15 +33,6 @@ OP = "di_exp"
 ORDERS = (1, 2)
 #: Scale multipliers m are uint30 (the widest m that quantize_rows emits), m >= 1.
 SCALE_MBITS = 30
-#: Order-2 polynomial P(f) = 1 + f/2 + (A2 / 2^C) f (1 + f): P(0) = 1 and P(-1) = 1/2 exactly.
-ORDER2_C = 9
-ORDER2_A2 = 87
-#: Order 2 needs 2 * bits(|t|) + C + 1 <= 62 for its numerator: |t| is uint26.
-ORDER2_T_BITS = (61 - ORDER2_C) // 2
-#: 2^k fits the int64 array path (div_round needs |a| < 2^62) for k <= 61.
-INT64_MAX_K = 61
-_C_ONE = 1 << ORDER2_C          # 1.0 and 0.5 at the coefficients' scale 2^C
-_C_HALF = 1 << (ORDER2_C - 1)
 _T_STORE_CAP = 1 << 62  # fast path stores |t| clamped here; anything this large is already an error
 
 
@@ -79,22 +70,13 @@ def first_index(mask: np.ndarray) -> tuple:
 
 # ---------------------------------------------------------------- the per-scale constant |t|
 #
-# The formulas are written once, as plain integer code registered with Numba: Python runs them on
-# Python ints (the references), compiled kernels inline the same source on int64 (the *_i64
-# twins), and the array path applies log2e_multiplier to whole arrays.
+# The formulas live with the kernels (ilsim.kernels.exp: log2e_multiplier, t_abs_of_scale,
+# exp_from_t), written once as plain integer code: the reference below calls them on Python
+# ints, the kernels inline the same source on int64.
 
-@register_jitable(inline="always")
-def log2e_multiplier(m):
-    """m_f = m + (m >> 1) - (m >> 4): m * 1.4375 (log2 e = 1.0111b), each shift a floor.
-    Ints, int64 scalars in kernels, or int64 arrays."""
-    return m + (m >> 1) - (m >> 4)
-
-
-@register_jitable(inline="always")
-def exp_t_abs_reference(m, k):
-    """|t| = round_half_up(2^k / m_f), for m >= 1 and 0 <= k <= 63 (0: scale too large).
-    Exact on Python ints; compiled (:func:`exp_t_abs_i64`) it needs k <= INT64_MAX_K."""
-    return div_round_int(1 << k, log2e_multiplier(m), HALF_UP)
+def exp_t_abs_reference(m: int, k: int) -> int:
+    """|t| = round_half_up(2^k / m_f) on Python ints (:func:`t_abs_of_scale`), 0 <= k <= 63."""
+    return t_abs_of_scale(int(m), int(k))
 
 
 def t_abs_limit(out_bits: int, order: int) -> int:
@@ -115,10 +97,6 @@ def exp_t_abs_checked_reference(m: int, k: int, out_bits: int, order: int, op: s
         check_width_int(t_abs, ORDER2_T_BITS, False, op,
                         f"{tensor} (|t| of scale {m}/2^{k}; the order-2 numerator needs |t| < 2^{ORDER2_T_BITS})")
     return t_abs
-
-
-#: :func:`exp_t_abs_reference` compiled, for 1 <= m < 2^30 and 0 <= k <= INT64_MAX_K.
-exp_t_abs_i64 = numba.njit(cache=True, inline="always")(exp_t_abs_reference)
 
 
 def exp_t_abs(m: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -152,44 +130,9 @@ def exp_t_abs_checked(m: np.ndarray, k: np.ndarray, out_bits: int, order: int, o
 
 # ---------------------------------------------------------------- the per-element exponential
 
-@register_jitable(inline="always")
-def exp_from_t(x, t_abs, order):
-    """y ~= |t| * 2^(x / |t|): the contract's element formula, for x <= 0 and 1 <= |t| <= 2^62 - 1
-    (order 2: |t| < 2^26), x >= -2^61. The one source of DI-Exp's element arithmetic: exact on
-    Python ints (:func:`exp_from_t_reference`) and, with the same bounds, on int64 in kernels
-    (:func:`exp_from_t_i64`, inlined into DI-Exp, DI-Softmax, DI-SiLU and DI-SwiGLU).
-
-    q = floor(x / t) >= 0 and r = x - q*t in (t, 0], t = -|t|. Order 1: ((r >> 1) + |t|) >> q.
-    Order 2: round_half_up(N / D), N = 512 T^2 + 256 r T + 87 r (T + r), D = T * 2^(9 + q).
-    Shifts of 63 or more give 0, as the unbounded ones do (the shifted values are below 2^62), and
-    order 2 is 0 once 2^(q-1) > |t| (the quotient is below 1/2), which also bounds D below 2^61.
-    """
-    q = (-x) // t_abs               # both operands >= 0, so this is floor(x / t)
-    r = x + q * t_abs
-    if order == 1:
-        if q >= 63:                 # (r >> 1) + |t| <= |t| < 2^62
-            return 0
-        return ((r >> 1) + t_abs) >> q
-    if q >= 63 or (q >= 1 and (t_abs >> (q - 1)) == 0):
-        return 0
-    numerator = t_abs * t_abs * _C_ONE + r * t_abs * _C_HALF + ORDER2_A2 * r * (t_abs + r)
-    denominator = t_abs << (ORDER2_C + q)
-    return (numerator + (denominator >> 1)) // denominator   # half up: D is even
-
-
 def exp_from_t_reference(x: int, t_abs: int, order: int) -> int:
     """:func:`exp_from_t` on Python ints (the scalar reference's element step)."""
     return exp_from_t(int(x), int(t_abs), int(order))
-
-
-#: :func:`exp_from_t` compiled on int64 (same bounds).
-exp_from_t_i64 = numba.njit(cache=True, inline="always")(exp_from_t)
-
-
-@numba.njit(cache=True, parallel=True)
-def _exp_kernel(x, t_abs, order, out):
-    for i in numba.prange(x.size):
-        out[i] = exp_from_t_i64(x[i], t_abs[i], order)
 
 
 # ---------------------------------------------------------------- DI-Exp
@@ -263,7 +206,7 @@ def di_exp(x, m, k, *, in_bits: int = 16, out_bits: int = 32, order: int = 1) ->
     t_abs = exp_t_abs_checked(m, k, out_bits, order, OP, "t_abs")
     t_per_element = np.ascontiguousarray(np.broadcast_to(t_abs, x.shape)).reshape(-1)
     y = np.empty(x.size, dtype=np.int64)
-    _exp_kernel(x.reshape(-1), t_per_element, order, y)
+    exp_elements(x.reshape(-1), t_per_element, order, y)
     return ExpOut(y.reshape(x.shape).astype(storage_dtype(out_bits, False)), t_abs)
 
 
@@ -273,6 +216,6 @@ def di_exp_float(x, m, k, *, in_bits: int = 16, out_bits: int = 32, order: int =
     return np.exp(np.asarray(x, dtype=np.float64) * scale)
 
 
-__all__ = ["ExpOut", "di_exp", "di_exp_reference", "di_exp_float", "exp_from_t_reference",
-           "exp_from_t_i64", "exp_t_abs", "exp_t_abs_checked", "exp_t_abs_checked_reference",
-           "exp_t_abs_reference", "log2e_multiplier", "t_abs_limit"]
+__all__ = ["ExpOut", "INT64_MAX_K", "ORDER2_A2", "ORDER2_C", "ORDER2_T_BITS", "di_exp", "di_exp_reference",
+           "di_exp_float", "exp_from_t", "exp_from_t_reference", "exp_from_t_i64", "exp_t_abs", "exp_t_abs_checked",
+           "exp_t_abs_checked_reference", "exp_t_abs_i64", "exp_t_abs_reference", "log2e_multiplier", "t_abs_limit"]

@@ -29,16 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba.extending import register_jitable
 
-from ilsim.arith.bits import bit_length_i64
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.isqrt import ISQRT_MAX, isqrt_i64, isqrt_reference
-from ilsim.arith.jit import div_round_i64, mode_code
-from ilsim.arith.rounding import DEFAULT_ROUNDING, HALF_UP, Rounding, div_round_int, div_round_reference, op_rounding
+from ilsim.arith.isqrt import ISQRT_MAX, isqrt_reference
+from ilsim.arith.jit import mode_code
+from ilsim.arith.rounding import DEFAULT_ROUNDING, Rounding, div_round_reference, op_rounding
 from ilsim.errors import InputError, WidthError
+from ilsim.kernels.norm import eps_in_row_units, mean_square, normalize_rows, rms_roots
 from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, require_attr, require_bool_attrs,
@@ -74,7 +72,6 @@ class NormAttrs:
     rounding: Rounding
     zero_rows: str
     gamma_k: int
-
 
 
 @memoized_attrs
@@ -134,31 +131,6 @@ def _inputs(attrs: NormAttrs, x, m, k, gamma, beta):
 def ceil_log2(n: int) -> int:
     """ceil(log2(n)) for n >= 1, on Python ints."""
     return (n - 1).bit_length()
-
-
-@register_jitable(inline="always")
-def eps_in_row_units(eps_m, eps_k, m_r, k_r, rms_frac_bits):
-    """e_r = round_half_up(eps / s_r^2 * 2^(2F)) = div_round(eps_m * 2^(2k_r + 2F), m_r^2 * 2^eps_k).
-
-    eps expressed in the row's integer units squared, with 2F fraction bits, rounded once half up.
-    A zero-scale row (m_r = 0) is all real zeros; it gets e_r = 0. Written with 2^eps_k cancelled
-    (the same rational, so the same rounding): exact on Python ints; compiled (the RMS kernel),
-    the caller first checks that the shifted operands stay below 2^62.
-    """
-    if m_r == 0:
-        return 0
-    shift = 2 * k_r + 2 * rms_frac_bits - eps_k
-    if shift >= 0:
-        return div_round_int(eps_m << shift, m_r * m_r, HALF_UP)
-    return div_round_int(eps_m, (m_r * m_r) << -shift, HALF_UP)
-
-
-@register_jitable(inline="always")
-def mean_square(sum_sq, divisor, e_r, rms_frac_bits):
-    """ms = floor((sum_sq * 2^(2F) + divisor * e_r) / divisor): the mean square with eps, 2F
-    fraction bits (its isqrt is the row's r). Exact on Python ints; compiled, the caller first
-    checks the operands' bit lengths."""
-    return ((sum_sq << (2 * rms_frac_bits)) + divisor * e_r) // divisor
 
 
 def row_root(op: str, row: int, sum_sq: int, divisor: int, e_r: int, rms_frac_bits: int) -> int:
@@ -292,21 +264,6 @@ def _layernorm_reference(attrs: NormAttrs, x, m, k, gamma, beta) -> RowQuant:
 
 # --- fast path ----------------------------------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
-def _normalize_rows(v, gamma, beta, den, shift, beta_shift, mode, out):
-    """out[r, j] = div_round(v[r, j] * gamma[j] << shift, den[r]) + (beta[j] << beta_shift);
-    den[r] == 0 only where v[r] is all zeros (then out = beta << beta_shift). |v*gamma << shift| < 2^62
-    is checked by the caller."""
-    rows, cols = v.shape
-    for r in numba.prange(rows):
-        d = den[r]
-        for j in range(cols):
-            bias = beta[j] << beta_shift
-            if d == 0:
-                out[r, j] = bias
-            else:
-                out[r, j] = div_round_i64((v[r, j] * gamma[j]) << shift, d, mode) + bias
-
 
 def _check_numerators(op: str, v2d: np.ndarray, gamma: np.ndarray, shift: int) -> None:
     """WidthError at the first (row-major) |v * gamma * 2^shift| >= 2^62, found without forming it.
@@ -333,7 +290,7 @@ def _normalize_fast(attrs: NormAttrs, v2d, gamma, beta, den) -> np.ndarray:
         raise WidthError(f"{attrs.op}: den = D * r reaches 2^62")
     y = np.empty_like(v2d)
     bias = np.zeros_like(gamma) if beta is None else beta
-    _normalize_rows(v2d, gamma, bias, den, np.int64(fg), np.int64(attrs.out_frac_bits),
+    normalize_rows(v2d, gamma, bias, den, np.int64(fg), np.int64(attrs.out_frac_bits),
                     mode_code(attrs.rounding), y)
     check_width(y, attrs.y_bits, True, attrs.op, "y")
     return y
@@ -344,39 +301,12 @@ def _eps_rows(attrs: NormAttrs, m_rows, k_rows) -> list[int]:
             for m_r, k_r in zip(m_rows.tolist(), k_rows.tolist())]
 
 
-@numba.njit(cache=True)
-def _rms_roots_kernel(sum_sq, m, k, d, eps_m, eps_k, frac_bits, roots, status):
-    """roots[r] = row_root(S[r], D, eps_in_row_units(...)) where every step fits int64 (then
-    status[r] = 0); status[r] = 1 leaves the row to the Python-int functions (wider values, or
-    an error they report)."""
-    for r in range(sum_sq.shape[0]):
-        status[r] = 1
-        if m[r] != 0:   # eps_in_row_units' operands must stay below 2^62 on int64
-            shift = 2 * k[r] + 2 * frac_bits - eps_k
-            m_sq_bits = 2 * bit_length_i64(m[r])
-            fits = (bit_length_i64(eps_m) + shift <= 61 and m_sq_bits <= 61) if shift >= 0 \
-                else m_sq_bits - shift <= 61
-            if not fits:
-                continue
-        e = eps_in_row_units(eps_m, eps_k, m[r], k[r], frac_bits)
-        if bit_length_i64(sum_sq[r]) + 2 * frac_bits > 61 or bit_length_i64(d) + bit_length_i64(e) > 61:
-            continue
-        ms = mean_square(sum_sq[r], d, e, frac_bits)
-        if ms > ISQRT_MAX:
-            continue
-        root = isqrt_i64(ms)
-        if root == 0 and sum_sq[r] > 0:
-            continue
-        roots[r] = root
-        status[r] = 0
-
-
 def _rms_roots(attrs: NormAttrs, s: np.ndarray, m_rows: np.ndarray, k_rows: np.ndarray, d: int) -> np.ndarray:
     """Every row's r = isqrt(ms): the Numba kernel where int64 holds each step, the per-row
     Python ints (exactly the reference's functions, in row order) for the others."""
     roots = np.empty(s.shape[0], dtype=np.int64)
     status = np.empty(s.shape[0], dtype=np.int8)
-    _rms_roots_kernel(np.ascontiguousarray(s, dtype=np.int64), m_rows, k_rows, d, attrs.eps_m, attrs.eps_k,
+    rms_roots(np.ascontiguousarray(s, dtype=np.int64), m_rows, k_rows, d, attrs.eps_m, attrs.eps_k,
                       attrs.rms_frac_bits, roots, status)
     for r in np.flatnonzero(status).tolist():
         e_r = eps_in_row_units(attrs.eps_m, attrs.eps_k, int(m_rows[r]), int(k_rows[r]), attrs.rms_frac_bits)

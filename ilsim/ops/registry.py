@@ -7,6 +7,7 @@ index (tests/test_registry.py holds docs/spec/README.md to it). An operator ``na
     <module>.<name>_reference   the scalar reference on Python ints, same signature
     <module>.<name>_float       its float meaning (offline/tests only, never on the integer path)
     <module>.check_*attrs       its attribute checks (what the reference and the fast path run first)
+    ilsim.kernels.<op>          its element formulas (shared by reference and fast path) and kernels
     <cases>.<name>_cases()      a hypothesis strategy of keyword-argument dicts (test extra)
     <golden>                    its golden-vector builders ("module:OBJECT", an OpCases)
     <graph>                     the graph node type that runs it ("module:Class"), if any

@@ -19,20 +19,18 @@ alignment rounding costs at most 1/2 (nearest modes) or 1 (floor/trunc) unit of 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from ilsim.arith.dyadic import DEFAULT_MBITS
-from ilsim.arith.jit import mode_code, rshift_round_i64
-from ilsim.arith.rounding import DEFAULT_ROUNDING, op_rounding, rshift_round_reference
+from ilsim.arith.rounding import DEFAULT_ROUNDING, mode_code, op_rounding
 from ilsim.errors import InputError, WidthError
+from ilsim.kernels.residual import aligned, aligned_sums
 from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, int_range, require_attr,
                           require_bool_attrs, require_int_attrs, rows_fit)
 
 OP = "residual_add"
-
 
 
 def sum_bits(a_bits: int, b_bits: int, mbits: int) -> int:
@@ -105,6 +103,7 @@ def residual_add_reference(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b
                            zero_rows="zero") -> RowQuant:
     """Scalar reference of the module contract on Python ints: one loop per row and element."""
     mode = check_attrs(a_bits, b_bits, a_signed, b_signed, out_bits, mbits, rounding, zero_rows)
+    code = mode_code(mode)
     shape, (a2, azp, am, ak), (b2, bzp, bm, bk) = _inputs(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, a_bits,
                                                           b_bits, a_signed, b_signed, mbits)
     s_bits = sum_bits(a_bits, b_bits, mbits)
@@ -115,8 +114,8 @@ def residual_add_reference(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b
         kref = min(a_kr, b_kr)
         s_row = []
         for j, (av, bv) in enumerate(zip(a_row, b_row)):
-            a_aligned = rshift_round_reference((av - a_z) * a_mr, a_kr - kref, mode)
-            b_aligned = rshift_round_reference((bv - b_z) * b_mr, b_kr - kref, mode)
+            a_aligned = aligned(av, a_z, a_mr, a_kr - kref, code)
+            b_aligned = aligned(bv, b_z, b_mr, b_kr - kref, code)
             s_row.append(check_width_int(a_aligned + b_aligned, s_bits, True, OP, f"S[{r},{j}]"))
         sums.append(s_row)
         krefs.append(kref)
@@ -139,27 +138,10 @@ def residual_add(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a
     total = np.empty(a2.shape, dtype=np.int64)
     bad = np.empty(a2.shape[0], dtype=np.int8)
     lo, hi = int_range(s_bits, True)
-    _aligned_sums(a2, azp, am, ak, b2, bzp, bm, bk, mode_code(mode), np.int64(lo), np.int64(hi), total, bad)
+    aligned_sums(a2, azp, am, ak, b2, bzp, bm, bk, mode_code(mode), np.int64(lo), np.int64(hi), total, bad)
     if bad.any():  # name the first sum outside the width
         check_width(total, s_bits, True, OP, "S")
     return _out(total, shape, kref, out_bits, mbits, s_bits, mode, zero_rows, reference=False)
-
-
-@numba.njit(cache=True, parallel=True)
-def _aligned_sums(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, mode, lo, hi, total, bad):
-    """total[r, j] = rshift_round((a - a_zp) * a_m, a_k - kref) + rshift_round((b - b_zp) * b_m, b_k - kref);
-    bad[r] = 1 where a sum leaves [lo, hi]. |(v - zp) * m| < 2^(16 + 1 + 30) by the attribute
-    limits: exact in int64, below 2^62 as rshift_round_i64 requires."""
-    for r in numba.prange(a.shape[0]):
-        kref = min(a_k[r], b_k[r])
-        flag = np.int8(0)
-        for j in range(a.shape[1]):
-            v = (rshift_round_i64((np.int64(a[r, j]) - a_zp[r]) * a_m[r], a_k[r] - kref, mode)
-                 + rshift_round_i64((np.int64(b[r, j]) - b_zp[r]) * b_m[r], b_k[r] - kref, mode))
-            total[r, j] = v
-            if v < lo or v > hi:
-                flag = np.int8(1)
-        bad[r] = flag
 
 
 def residual_add_float(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, *, a_bits=16, b_bits=8, a_signed=True,

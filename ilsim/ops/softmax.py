@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numba
 import numpy as np
-from numba.extending import register_jitable
 
-from ilsim.arith.rounding import HALF_UP, div_round, div_round_int, div_round_reference
+from ilsim.arith.rounding import div_round, div_round_reference
 from ilsim.errors import InputError
+from ilsim.kernels.softmax import probability, softmax_rows_kernel
 from ilsim.ops._common import storage_dtype
-from ilsim.ops.exp import (SCALE_MBITS, exp_from_t_i64, exp_from_t_reference, exp_t_abs_checked,
+from ilsim.ops.exp import (SCALE_MBITS, exp_from_t_reference, exp_t_abs_checked,
                            exp_t_abs_checked_reference, first_index, indexed, require_int_attr,
                            require_order, scale_input, shaped_input, shift_input)
 from ilsim.widths import check_width_int, require_attr
@@ -128,12 +127,6 @@ def _keep_mask(mask, shape) -> np.ndarray:
 
 # ---------------------------------------------------------------- DI-ClippedSoftmax
 
-@register_jitable(inline="always")
-def probability(e, total, frac_bits, p_max):
-    """p = min(round_half_up(e * 2^F / S), p_max): one element's output from its exponential e and
-    its row's sum S >= 1 (the one source for the reference and the kernel; e * 2^F < 2^62)."""
-    return min(div_round_int(e << frac_bits, total, HALF_UP), p_max)
-
 
 def di_softmax_reference(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_frac_bits: int = 8,
                          mask=None, order: int = 1, sum_bits: int = 32):
@@ -162,30 +155,6 @@ def di_softmax_reference(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int =
     return p.astype(storage_dtype(out_bits, False))
 
 
-@numba.njit(cache=True, parallel=True)
-def _softmax_kernel(x, keep, t_abs, neg_clip, order, frac_bits, p_max, p, sums):
-    rows, n_cols = x.shape
-    for r in numba.prange(rows):
-        row_max = np.int64(0)
-        found = False
-        for j in range(n_cols):
-            if keep[r, j] and (not found or x[r, j] > row_max):
-                row_max = x[r, j]
-                found = True
-        total = np.int64(0)
-        for j in range(n_cols):
-            if keep[r, j]:
-                e = exp_from_t_i64(max(x[r, j] - row_max, neg_clip[r]), t_abs[r], order)
-                p[r, j] = e
-                total += e
-            else:
-                p[r, j] = 0
-        sums[r] = total
-        for j in range(n_cols):
-            if keep[r, j]:
-                p[r, j] = probability(p[r, j], total, frac_bits, p_max)
-
-
 def di_softmax(x, m, k, *, in_bits: int = 16, clip=15, out_bits: int = 8, out_frac_bits: int = 8,
                mask=None, order: int = 1, sum_bits: int = 32):
     """Fast path of the module contract: per-row constants vectorised, one parallel Numba row loop."""
@@ -207,7 +176,7 @@ def softmax_rows(x2, keep2, m, k, *, clip: Fraction | None, in_bits: int, out_bi
     neg_clip = -_clip_int_bounded(clip, m, k, 1 << in_bits)
     p = np.empty(x2.shape, dtype=np.int64)
     sums = np.empty(x2.shape[0], dtype=np.int64)
-    _softmax_kernel(x2, keep2, t_abs.reshape(-1), neg_clip, order, out_frac_bits, (1 << out_bits) - 1, p, sums)
+    softmax_rows_kernel(x2, keep2, t_abs.reshape(-1), neg_clip, order, out_frac_bits, (1 << out_bits) - 1, p, sums)
     sums = sums.reshape(rows_shape)
     over = sums > (1 << sum_bits) - 1
     if over.any():

@@ -23,18 +23,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
-from numba.extending import register_jitable
 
-from ilsim.arith.bits import bit_length
 from ilsim.arith.dyadic import DEFAULT_MBITS, MAX_SHIFT
-from ilsim.arith.rounding import DEFAULT_ROUNDING, HALF_UP, as_rounding, div_round_int, mode_code, rshift_round_int
+from ilsim.arith.rounding import DEFAULT_ROUNDING, as_rounding, mode_code
 from ilsim.errors import InputError, WidthError
 from ilsim.kernels.rowquant import row_min_max, shifted_differences
-from ilsim.ops.exp import (INT64_MAX_K, SCALE_MBITS, exp_from_t, exp_t_abs_checked, exp_t_abs_checked_reference,
-                           exp_t_abs_reference, first_index, require_int_attr, require_order, scale_input,
-                           shaped_input, shift_input, t_abs_limit)
+from ilsim.kernels.swiglu import (sigmoid, sigmoid_scale, sigmoid_scales_kernel, silu_products, swiglu_gate_div_products,
+                                  swiglu_products)
+from ilsim.ops.exp import (SCALE_MBITS, exp_t_abs_checked, exp_t_abs_checked_reference, first_index, require_int_attr,
+                           require_order, scale_input, shaped_input, shift_input, t_abs_limit)
 from ilsim.ops._common import memoized_attrs
 from ilsim.ops.quantize import (RowQuant, output_levels, quantize_rows_2d, quantize_rows_reference,
                                 require_zero_rows, row_output_scale)
@@ -44,8 +42,6 @@ OP_SILU = "di_silu"
 OP_SWIGLU = "di_swiglu"
 #: The two exponentials of the sigmoid are uint32: |t| <= 2^32 - 1, so e1 * 2^F < 2^62 for F <= 30.
 SIGMOID_EXP_BITS = 32
-#: Width of the renormalised sigmoid-input multiplier when gate_div is folded in.
-SIGMOID_SCALE_MBITS = 16
 #: Output scale multiplier width (as DI-MatMul's outputs).
 OUT_MBITS = DEFAULT_MBITS
 #: quantize_rows gets this fixed in-range scale: its q and zp do not depend on the scale, and
@@ -55,48 +51,12 @@ _NEUTRAL_M, _NEUTRAL_K = 1 << (OUT_MBITS - 1), MAX_SHIFT
 
 # ---------------------------------------------------------------- sigmoid
 #
-# Written once, as plain integer code registered with Numba: the references run these formulas
-# on Python ints, the kernels inline the same source on int64 (the *_i64 names compile them).
-
-@register_jitable(inline="always")
-def sigmoid(v, t_abs, frac_bits, order, mode):
-    """sigma = round(e1 * 2^F / (e1 + e2)) in [0, 2^F] (mode: a rounding code): e1 = exp(v - M),
-    e2 = exp(-M), M = max(v, 0), both by DI-Exp with the scale's |t|. One of the two inputs is
-    -|v|, the other 0, so the formula evaluates DI-Exp(-|v|) and DI-Exp(0) and assigns them by
-    the sign of v (a select, not a branch); e1 + e2 >= DI-Exp(0) = |t| >= 1. Compiled on int64
-    with |t| < 2^32 and F <= 30, e1 * 2^F < 2^62."""
-    e_neg = exp_from_t(-abs(v), t_abs, order)
-    e_zero = exp_from_t(0, t_abs, order)
-    e1 = e_zero if v >= 0 else e_neg
-    e2 = e_neg if v >= 0 else e_zero
-    return div_round_int(e1 << frac_bits, e1 + e2, mode)
-
+# The formulas (sigmoid, sigmoid_scale) are written once, in ilsim.kernels.swiglu: the references
+# below call them on Python ints, the kernels inline the same source on int64.
 
 def sigmoid_reference(v: int, t_abs: int, frac_bits: int, order: int, mode=DEFAULT_ROUNDING) -> int:
     """:func:`sigmoid` on Python ints, with a named rounding mode."""
     return sigmoid(int(v), int(t_abs), int(frac_bits), int(order), mode_code(mode))
-
-
-#: :func:`sigmoid` compiled on int64 (mode as a rounding code).
-sigmoid_i64 = numba.njit(cache=True, inline="always")(sigmoid)
-
-
-@register_jitable(inline="always")
-def sigmoid_scale(m_g, k_g, div_m, div_k):
-    """(m, k) ~= m_g * div_m / 2^(k_g + div_k) with m < 2^16: ONE half-up rounding, unchecked.
-
-    P = m_g * div_m (exact; < 2^60 for uint30 x uint30), K = k_g + div_k; s = max(0, bits(P) - 16,
-    K - 63); m = round_half_up(P / 2^s), k = K - s; a rounding carry m = 2^16 becomes 2^15 with
-    k - 1 (exact). The caller refuses k < 0 and m = 0 (:func:`sigmoid_scale_reference`).
-    """
-    product = m_g * div_m
-    shift_total = k_g + div_k
-    s = max(0, bit_length(product) - SIGMOID_SCALE_MBITS, shift_total - MAX_SHIFT)
-    m = rshift_round_int(product, s, HALF_UP)
-    if m == 1 << SIGMOID_SCALE_MBITS:
-        m >>= 1
-        s += 1
-    return m, shift_total - s
 
 
 def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str, where: str) -> tuple[int, int]:
@@ -113,19 +73,12 @@ def sigmoid_scale_reference(m_g: int, k_g: int, div_m: int, div_k: int, op: str,
     return m, k
 
 
-@numba.njit(cache=True)
-def _sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k):
-    for r in range(m_g.size):
-        for j in range(div_m.size):
-            m[r, j], k[r, j] = sigmoid_scale(m_g[r], k_g[r], div_m[j], div_k[j])
-
-
 def sigmoid_scales(m_g: np.ndarray, k_g: np.ndarray, div_m: np.ndarray, div_k: np.ndarray, op: str):
     """:func:`sigmoid_scale` for rows x channels (m_g, k_g: [R]; div: [N]), checked: the first
     offending pair (C order) raises :func:`sigmoid_scale_reference`'s error."""
     m = np.empty((m_g.size, div_m.size), dtype=np.int64)
     k = np.empty((m_g.size, div_m.size), dtype=np.int64)
-    _sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k)
+    sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k)
     bad = (k < 0) | (m == 0)
     if bad.any():
         r, j = first_index(bad)
@@ -300,17 +253,6 @@ def di_silu_reference(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False,
                        zero_rows, reference=True)
 
 
-@numba.njit(cache=True, parallel=True)
-def _silu_kernel(x, zp, t_abs, frac_bits, order, mode, w):
-    rows, n_cols = x.shape
-    per_channel = t_abs.shape[1] > 1
-    for r in numba.prange(rows):
-        for j in range(n_cols):
-            x_prime = x[r, j] - zp[r]
-            t = t_abs[r, j] if per_channel else t_abs[r, 0]
-            w[r, j] = x_prime * sigmoid_i64(x_prime, t, frac_bits, order, mode)
-
-
 def di_silu(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig_frac_bits: int = 15,
             out_bits: int = 8, out_symmetric: bool = False, order: int = 1, zero_rows: str = "error",
             rounding=DEFAULT_ROUNDING) -> RowQuant:
@@ -320,7 +262,7 @@ def di_silu(x, zp, m, k, *, in_bits: int = 8, in_signed: bool = False, sig_frac_
     t_abs = _sigmoid_t_abs(OP_SILU, m, k, None, order)
     x2 = x.reshape(-1, x.shape[-1])
     w = np.empty(x2.shape, dtype=np.int64)
-    _silu_kernel(x2, zp.reshape(-1), t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    silu_products(x2, zp.reshape(-1), t_abs, sig_frac_bits, order, mode_code(rounding), w)
     wide_k = (k.reshape(-1) + sig_frac_bits).tolist()
     return _requantize(OP_SILU, w.reshape(x.shape), w_bits, m.reshape(-1).tolist(), wide_k, out_bits,
                        out_symmetric, rounding, zero_rows, reference=False)
@@ -390,49 +332,6 @@ def di_swiglu_reference(gate, gate_zp, gate_m, gate_k, up, up_zp, up_m, up_k, *,
                        reference=True)
 
 
-@numba.njit(cache=True, parallel=True)
-def _swiglu_kernel(gate, gate_zp, up, up_zp, t_abs, frac_bits, order, mode, w):
-    rows, n_cols = gate.shape
-    per_channel = t_abs.shape[1] > 1
-    for r in numba.prange(rows):
-        for j in range(n_cols):
-            g_prime = gate[r, j] - gate_zp[r]
-            t = t_abs[r, j] if per_channel else t_abs[r, 0]
-            w[r, j] = g_prime * sigmoid_i64(g_prime, t, frac_bits, order, mode) * (up[r, j] - up_zp[r])
-
-
-@numba.njit(cache=True, inline="always")
-def _sigmoid_t_abs_i64(m_g, k_g, div_m, div_k, t_limit):
-    """|t| of the per-channel sigmoid scale: :func:`sigmoid_scale` then DI-Exp's |t| formula, on
-    int64 (m_g * div_m < 2^60). Returns 0 where the Python path must decide (an error, or k > 61
-    where 2^k leaves int64)."""
-    m, k = sigmoid_scale(m_g, k_g, div_m, div_k)
-    if k < 0 or m == 0 or k > INT64_MAX_K:
-        return np.int64(0)
-    t_abs = exp_t_abs_reference(m, k)
-    if t_abs > t_limit:
-        return np.int64(0)
-    return t_abs
-
-
-@numba.njit(cache=True, parallel=True)
-def _swiglu_gate_div_kernel(gate, gate_zp, up, up_zp, m_g, k_g, div_m, div_k, t_limit, frac_bits, order,
-                            mode, w, bad):
-    """The SwiGLU element loop with the per-channel sigmoid constant computed in place (bad[r] = 1
-    where a constant needs the Python path; that row's w is then not meaningful)."""
-    rows, n_cols = gate.shape
-    for r in numba.prange(rows):
-        flag = 0
-        for j in range(n_cols):
-            t = _sigmoid_t_abs_i64(m_g[r], k_g[r], div_m[j], div_k[j], t_limit)
-            if t == 0:
-                flag = 1
-                t = 1
-            g_prime = gate[r, j] - gate_zp[r]
-            w[r, j] = g_prime * sigmoid_i64(g_prime, t, frac_bits, order, mode) * (up[r, j] - up_zp[r])
-        bad[r] = flag
-
-
 def _swiglu_products(g, u, gate_div, sig_frac_bits, order, rounding) -> np.ndarray:
     """w = g' * sigma(g') * u' as int64 [rows, N]: fused per-channel constants when gate_div is
     given (the NumPy constants and their errors only if a row needs them), else per-row |t|."""
@@ -442,13 +341,13 @@ def _swiglu_products(g, u, gate_div, sig_frac_bits, order, rounding) -> np.ndarr
     args = (g.values.reshape(-1, n_cols), g.zp.reshape(-1), u.values.reshape(-1, n_cols), u.zp.reshape(-1))
     if gate_div is not None:
         bad = np.empty(rows, dtype=np.int8)
-        _swiglu_gate_div_kernel(*args, g.m.reshape(-1), g.k.reshape(-1), gate_div[0], gate_div[1],
+        swiglu_gate_div_products(*args, g.m.reshape(-1), g.k.reshape(-1), gate_div[0], gate_div[1],
                                 t_abs_limit(SIGMOID_EXP_BITS, order), sig_frac_bits, order, mode_code(rounding),
                                 w, bad)
         if not bad.any():
             return w
     t_abs = _sigmoid_t_abs(OP_SWIGLU, g.m, g.k, gate_div, order)
-    _swiglu_kernel(*args, t_abs, sig_frac_bits, order, mode_code(rounding), w)
+    swiglu_products(*args, t_abs, sig_frac_bits, order, mode_code(rounding), w)
     return w
 
 
