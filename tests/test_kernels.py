@@ -2,6 +2,7 @@
 
 import numba
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from ilsim.arith.bits import bit_length_i64
@@ -151,3 +152,46 @@ def test_fast_operand_check_accepts_only_what_the_detailed_validation_accepts(bi
     except InputError:
         accepted = False
     assert rows_fit(q, zp, m, k, bits, signed, mbits) == accepted
+
+
+# --- row kernels: one body, a serial and a parallel compilation, identical integers --------------
+
+ROW_KERNEL_OPS = ("di_exp", "di_softmax", "di_silu", "di_swiglu", "di_rmsnorm", "di_layernorm", "residual_add")
+
+
+@pytest.mark.parametrize("name", ROW_KERNEL_OPS)
+def test_row_kernels_give_the_same_integers_serial_and_parallel(name, monkeypatch):
+    """Each operator's fast path with every RowKernel forced serial, then forced parallel: the
+    same outcome on the operator's own edge-seeking cases (rows are independent)."""
+    from hypothesis import settings
+
+    from ilsim.kernels import launch
+    from ilsim.ops.registry import get_op
+    from ilsim.testing.parity import assert_same, outcome
+
+    op = get_op(name)
+
+    @settings(max_examples=25)
+    @given(op.cases())
+    def check(kw):
+        monkeypatch.setattr(launch, "PARALLEL_MIN_ELEMENTS", 1 << 62)
+        serial = outcome(op.fast, kw)
+        monkeypatch.setattr(launch, "PARALLEL_MIN_ELEMENTS", 0)
+        parallel = outcome(op.fast, kw)
+        assert_same(parallel, serial)
+
+    check()
+
+
+def test_a_row_kernel_picks_serial_for_small_work_and_keeps_its_own_cache_name():
+    from ilsim.kernels.launch import PARALLEL_MIN_ELEMENTS
+    from ilsim.kernels.norm import normalize_rows
+
+    assert normalize_rows.serial.py_func.__qualname__ != normalize_rows.parallel.py_func.__qualname__
+    v = np.arange(-8, 8, dtype=np.int64).reshape(2, 8)
+    for rows in (v, np.repeat(v, PARALLEL_MIN_ELEMENTS // 8, axis=0)):
+        out = np.empty_like(rows)
+        normalize_rows(rows, np.ones(8, np.int64), np.zeros(8, np.int64), np.full(rows.shape[0], 3, np.int64),
+                       np.int64(2), np.int64(0), np.int64(2), out)
+        want = [[(2 * (x << 2) + 3) // 6 for x in row] for row in rows.tolist()]   # half up of 4x / 3
+        assert out.tolist() == want

@@ -11,6 +11,7 @@ import numba
 from numba.extending import register_jitable
 
 from ilsim.arith.rounding import HALF_UP, div_round_int
+from ilsim.kernels.launch import row_kernel
 
 #: Order-2 polynomial P(f) = 1 + f/2 + (A2 / 2^C) f (1 + f): P(0) = 1 and P(-1) = 1/2 exactly.
 ORDER2_C = 9
@@ -68,7 +69,7 @@ exp_t_abs_i64 = numba.njit(cache=True, inline="always")(t_abs_of_scale)
 exp_from_t_i64 = numba.njit(cache=True, inline="always")(exp_from_t)
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def exp_elements(x, t_abs, order, out):
     """out[i] = exp_from_t(x[i], t_abs[i], order) over flat int64 arrays (x <= 0, |t| checked)."""
     for i in numba.prange(x.size):

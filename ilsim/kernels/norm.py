@@ -12,6 +12,7 @@ from ilsim.arith.bits import bit_length_i64
 from ilsim.arith.isqrt import ISQRT_MAX, isqrt_i64
 from ilsim.arith.jit import div_round_i64
 from ilsim.arith.rounding import HALF_UP, div_round_int
+from ilsim.kernels.launch import row_kernel
 
 
 @register_jitable(inline="always")
@@ -39,7 +40,7 @@ def mean_square(sum_sq, divisor, e_r, rms_frac_bits):
     return ((sum_sq << (2 * rms_frac_bits)) + divisor * e_r) // divisor
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def normalize_rows(v, gamma, beta, den, shift, beta_shift, mode, out):
     """out[r, j] = div_round(v[r, j] * gamma[j] << shift, den[r]) + (beta[j] << beta_shift);
     den[r] == 0 only where v[r] is all zeros (then out = beta << beta_shift). |v*gamma << shift| < 2^62

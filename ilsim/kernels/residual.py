@@ -9,6 +9,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ilsim.arith.rounding import rshift_round_int
+from ilsim.kernels.launch import row_kernel
 
 
 @register_jitable(inline="always")
@@ -19,7 +20,7 @@ def aligned(v, zp, m, shift, mode):
     return rshift_round_int((v - zp) * m, shift, mode)
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def aligned_sums(a, a_zp, a_m, a_k, b, b_zp, b_m, b_k, mode, lo, hi, total, bad):
     """total[r, j] = rshift_round((a - a_zp) * a_m, a_k - kref) + rshift_round((b - b_zp) * b_m, b_k - kref);
     bad[r] = 1 where a sum leaves [lo, hi]. |(v - zp) * m| < 2^(16 + 1 + 30) by the attribute

@@ -20,6 +20,7 @@ import numpy as np
 from ilsim.arith.bits import bit_length_i64
 from ilsim.arith.dyadic import MAX_SHIFT
 from ilsim.arith.jit import HALF_UP, div_round_i64
+from ilsim.kernels.launch import row_kernel
 
 #: Per-row status codes written by the kernel.
 ROW_OK, ROW_ZERO, ROW_PYTHON = 0, 1, 2
@@ -134,7 +135,7 @@ def run_quantize_rows(x2d: np.ndarray, m_in: np.ndarray, k_in: np.ndarray, level
     return q, zp, m_out, k_out, status
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def row_min_max(x, lo, hi):
     """lo[r], hi[r] = min and max of row r of x [rows, N] (N >= 1), as int64."""
     for r in numba.prange(x.shape[0]):
@@ -148,7 +149,7 @@ def row_min_max(x, lo, hi):
         hi[r] = b
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def shifted_differences(q, zp, shift, out):
     """out[r, j] = (q[r, j] - zp[r]) << shift, in int64 (the caller bounds it below 2^62)."""
     for r in numba.prange(q.shape[0]):

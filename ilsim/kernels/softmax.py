@@ -10,6 +10,7 @@ from numba.extending import register_jitable
 
 from ilsim.arith.rounding import HALF_UP, div_round_int
 from ilsim.kernels.exp import exp_from_t
+from ilsim.kernels.launch import row_kernel
 
 
 @register_jitable(inline="always")
@@ -19,7 +20,7 @@ def probability(e, total, frac_bits, p_max):
     return min(div_round_int(e << frac_bits, total, HALF_UP), p_max)
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def softmax_rows_kernel(x, keep, t_abs, neg_clip, order, frac_bits, p_max, p, sums):
     """Per row: the kept maximum, e = exp_from_t(max(x - max, -c), |t|) and its sum S (sums[r],
     checked by the caller against sum_bits), then p = probability(e, S); masked elements 0."""

@@ -13,6 +13,7 @@ from ilsim.arith.bits import bit_length
 from ilsim.arith.dyadic import MAX_SHIFT
 from ilsim.arith.rounding import HALF_UP, div_round_int, rshift_round_int
 from ilsim.kernels.exp import INT64_MAX_K, exp_from_t, t_abs_of_scale
+from ilsim.kernels.launch import row_kernel
 
 #: Width of the renormalised sigmoid-input multiplier when gate_div is folded in.
 SIGMOID_SCALE_MBITS = 16
@@ -60,7 +61,7 @@ def sigmoid_scales_kernel(m_g, k_g, div_m, div_k, m, k):
             m[r, j], k[r, j] = sigmoid_scale(m_g[r], k_g[r], div_m[j], div_k[j])
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def silu_products(x, zp, t_abs, frac_bits, order, mode, w):
     rows, n_cols = x.shape
     per_channel = t_abs.shape[1] > 1
@@ -71,7 +72,7 @@ def silu_products(x, zp, t_abs, frac_bits, order, mode, w):
             w[r, j] = x_prime * sigmoid(x_prime, t, frac_bits, order, mode)
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def swiglu_products(gate, gate_zp, up, up_zp, t_abs, frac_bits, order, mode, w):
     rows, n_cols = gate.shape
     per_channel = t_abs.shape[1] > 1
@@ -96,7 +97,7 @@ def sigmoid_t_abs_i64(m_g, k_g, div_m, div_k, t_limit):
     return t_abs
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def swiglu_gate_div_products(gate, gate_zp, up, up_zp, m_g, k_g, div_m, div_k, t_limit, frac_bits, order,
                             mode, w, bad):
     """The SwiGLU element loop with the per-channel sigmoid constant computed in place (bad[r] = 1
