@@ -88,18 +88,24 @@ def test_all_heads_path_equals_the_per_group_reference_steps(case):
     _assert_same(_run(attrs, calls, seed, k_range, fast=True), _run(attrs, calls, seed, k_range, fast=False))
 
 
-def test_all_heads_path_does_not_depend_on_the_thread_count():
+def test_all_heads_path_does_not_depend_on_the_thread_count(monkeypatch):
+    from ilsim.kernels import launch
+
     attrs = {key: default for key, (_, default) in OP.attrs.items()}
     attrs.update(num_heads=6, num_kv_heads=2, head_dim=8, score_acc_bits=24)
     before = numba.get_num_threads()
     try:
-        numba.set_num_threads(1)
+        monkeypatch.setattr(launch, "PARALLEL_MIN_ELEMENTS", 1 << 62)     # serial compilations
+        serial = _run(attrs, [37, 1, 1], 5, (20, 26), fast=True)
+        monkeypatch.setattr(launch, "PARALLEL_MIN_ELEMENTS", 0)           # parallel ones,
+        numba.set_num_threads(1)                                          # on one thread
         single = _run(attrs, [37, 1, 1], 5, (20, 26), fast=True)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)             # and on all
         multi = _run(attrs, [37, 1, 1], 5, (20, 26), fast=True)
     finally:
         numba.set_num_threads(before)
     _assert_same(multi, single)
+    _assert_same(multi, serial)
     _assert_same(multi, _run(attrs, [37, 1, 1], 5, (20, 26), fast=False))
 
 

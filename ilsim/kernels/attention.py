@@ -1,6 +1,6 @@
 """Numba kernels of the attention composite's two products, for every head at once.
 
-The composite contract (ilsim.graph.attention) is written per head; these kernels compute the
+The composite contract (ilsim.ops.attention) is written per head; these kernels compute the
 same integers with one call per step instead of one per head. Rows are r = h * T + t (head h,
 new token t); head h reads kv head g = h // group. Both are exact int64 sums (the caller's
 widths keep every partial sum below 2^62) with the declared accumulator width checked per
@@ -17,8 +17,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ilsim.kernels.launch import row_kernel
 
-@numba.njit(cache=True, parallel=True)
+
+@row_kernel
 def scores(q, q_zp, k_cache, k_zp, k_mf, group, stop, acc_lo, acc_hi, p, bad):
     """p [H*T, stop] from q [H, T, d], q_zp [H, T] and the cache's first ``stop`` positions."""
     heads, tokens, depth = q.shape
@@ -41,7 +43,7 @@ def scores(q, q_zp, k_cache, k_zp, k_mf, group, stop, acc_lo, acc_hi, p, bad):
         bad[r] = flag
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def values(probs, v_mf, v_cache, group, tokens, stop, acc_lo, acc_hi, out, bad):
     """out [T, H*d] (int64) from probs [H*T, stop] and the V cache [Hkv, capacity, d]."""
     rows = probs.shape[0]
@@ -64,7 +66,7 @@ def values(probs, v_mf, v_cache, group, tokens, stop, acc_lo, acc_hi, out, bad):
         bad[r] = flag
 
 
-@numba.njit(cache=True, parallel=True)
+@row_kernel
 def rotate(x, zp, cos, sin, heads, y_lo, y_hi, y, bad):
     """Integer RoPE (HF rotate_half pairing) of every head of x [T, heads*d]:
         y[h, t, j]       = x'_j * cos[t, j] - x'_{j+d/2} * sin[t, j]
