@@ -32,7 +32,7 @@ from ilsim.kernels.hadamard import run_hadamard_rows
 from ilsim.ops._common import memoized_attrs, require_nonzero_rows, reshape_rows, row_scale_arrays_any
 from ilsim.ops.quantize import RowQuant, quantize_rows_2d, quantize_rows_reference, require_zero_rows
 from ilsim.widths import (check_width, check_width_int, int_input, int_operand, int_range, is_int, require_attr,
-                          require_bool_attrs, require_int_attrs)
+                          require_bool_attrs, require_int_attrs, rows_fit)
 
 OP = "di_hadamard"
 #: Largest transform size (keeps t within 41 bits at in_bits = 16).
@@ -193,10 +193,29 @@ def check_attrs(in_bits, in_signed, out_bits, out_symmetric, t_bits, mbits, roun
     return op_rounding(OP, rounding)
 
 
+def _inputs_that_fit(q, zp, m, k, in_bits, in_signed, mbits):
+    """The validated tuple of :func:`_inputs` by one pass (:func:`ilsim.widths.rows_fit`) when q, zp,
+    m, k are plain integer arrays of the row shape within their widths; None otherwise (then the
+    detailed validation runs and names any error)."""
+    if not (isinstance(q, np.ndarray) and q.ndim >= 1 and q.size):
+        return None
+    rows_shape = q.shape[:-1]
+    if not all(isinstance(a, np.ndarray) and a.shape == rows_shape for a in (zp, m, k)):
+        return None
+    q2, zp2, m2, k2 = q.reshape(-1, q.shape[-1]), zp.reshape(-1), m.reshape(-1), k.reshape(-1)
+    if not rows_fit(q2, zp2, m2, k2, in_bits, in_signed, mbits):
+        return None
+    zp2, m2, k2 = (np.ascontiguousarray(a, dtype=np.int64) for a in (zp2, m2, k2))
+    return np.ascontiguousarray(q2), zp2, m2, k2, q.shape, hadamard_factors(q.shape[-1])
+
+
 def _inputs(q, zp, m, k, in_bits, in_signed, mbits):
     """Validated (q [rows, n], zp [rows], m [rows], k [rows], shape, factors); InputError naming op and tensor."""
     if np.ndim(q) < 1:
         raise InputError(f"{OP}: q must have at least one dimension, got a scalar")
+    fast = _inputs_that_fit(q, zp, m, k, in_bits, in_signed, mbits)
+    if fast is not None:
+        return fast
     q = int_operand(q, OP, "q", bits=in_bits, signed=in_signed)
     factors = hadamard_factors(q.shape[-1])
     rows_shape = q.shape[:-1]
